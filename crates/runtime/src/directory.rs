@@ -1,0 +1,182 @@
+//! The directory cache: accounts by realm and devices by username, in memory, so the REGISTER
+//! path does no database read for known devices.
+//!
+//! The store stays the truth. A miss is looked up in the store (a device created a moment ago
+//! by `switchboard device create` in another process registers at once), and a refresh task
+//! picks up devices modified elsewhere. HA1 values are computed once per device.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use switchboard_model::{Account, Device, UnixMillis};
+use switchboard_registrar::Ha1Cache;
+use switchboard_store::{Store, StoreError};
+
+/// A device ready for authentication.
+#[derive(Debug)]
+pub struct CachedDevice {
+    pub device: Device,
+    pub account: Arc<Account>,
+    pub ha1: Option<Ha1Cache>,
+}
+
+#[derive(Default)]
+struct Maps {
+    /// realm (lower-case) → account.
+    accounts: HashMap<String, Arc<Account>>,
+    /// (account id, username lower-case) → device.
+    devices: HashMap<(String, String), Arc<CachedDevice>>,
+    /// device id → its key in `devices`, to move a device whose username changed.
+    device_keys: HashMap<String, (String, String)>,
+}
+
+/// See the module documentation.
+pub struct DirectoryCache {
+    store: Arc<dyn Store>,
+    maps: RwLock<Maps>,
+}
+
+impl std::fmt::Debug for DirectoryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryCache").finish_non_exhaustive()
+    }
+}
+
+impl DirectoryCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        DirectoryCache {
+            store,
+            maps: RwLock::new(Maps::default()),
+        }
+    }
+
+    /// Loads every account and device (at start).
+    pub fn load_all(&self) -> Result<usize, StoreError> {
+        let accounts = self.store.accounts()?;
+        let mut count = 0;
+        for account in accounts {
+            let devices = self.store.devices(&account.id)?;
+            let account = Arc::new(account);
+            self.put_account(account.clone());
+            for device in devices {
+                self.put_device(device, account.clone());
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn put_account(&self, account: Arc<Account>) {
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        maps.accounts
+            .retain(|_, existing| existing.id != account.id);
+        maps.accounts.insert(account.realm.to_ascii_lowercase(), account);
+    }
+
+    fn put_device(&self, device: Device, account: Arc<Account>) -> Arc<CachedDevice> {
+        let ha1 = match (&device.sip.username, &device.sip.password) {
+            (Some(user), Some(password)) => Some(Ha1Cache::new(user, &account.realm, password)),
+            _ => None,
+        };
+        let key = (
+            device.account_id.clone(),
+            device
+                .sip
+                .username
+                .as_deref()
+                .unwrap_or("")
+                .to_ascii_lowercase(),
+        );
+        let id = device.id.clone();
+        let cached = Arc::new(CachedDevice {
+            device,
+            account,
+            ha1,
+        });
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old_key) = maps.device_keys.insert(id, key.clone()) {
+            if old_key != key {
+                maps.devices.remove(&old_key);
+            }
+        }
+        maps.devices.insert(key, cached.clone());
+        cached
+    }
+
+    /// Forgets a device (deleted).
+    pub fn remove_device(&self, device_id: &str) {
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = maps.device_keys.remove(device_id) {
+            maps.devices.remove(&key);
+        }
+    }
+
+    /// The account serving `realm`, from memory.
+    pub fn cached_account(&self, realm: &str) -> Option<Arc<Account>> {
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(account) = maps.accounts.get(realm) {
+            return Some(account.clone());
+        }
+        if realm.bytes().any(|b| b.is_ascii_uppercase()) {
+            return maps.accounts.get(&realm.to_ascii_lowercase()).cloned();
+        }
+        None
+    }
+
+    /// The device with `username` in `account`, from memory.
+    pub fn cached_device(&self, account_id: &str, username: &str) -> Option<Arc<CachedDevice>> {
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        // Avoid allocating for the common all-lower-case username.
+        let key = (account_id.to_owned(), username.to_ascii_lowercase());
+        maps.devices.get(&key).cloned()
+    }
+
+    /// The account for `realm`, reading the store on a miss. Blocking: call from
+    /// `spawn_blocking` on a miss path.
+    pub fn load_account(&self, realm: &str) -> Result<Option<Arc<Account>>, StoreError> {
+        match self.store.account_by_realm(realm)? {
+            Some(account) => {
+                let account = Arc::new(account);
+                self.put_account(account.clone());
+                Ok(Some(account))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The device for `username` in `account`, reading the store on a miss. Blocking.
+    pub fn load_device(
+        &self,
+        account: &Arc<Account>,
+        username: &str,
+    ) -> Result<Option<Arc<CachedDevice>>, StoreError> {
+        match self.store.device_by_username(&account.id, username)? {
+            Some(device) => Ok(Some(self.put_device(device, account.clone()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Picks up accounts and devices changed in the store since `since_ms` (by this or another
+    /// process). Blocking. Returns the newest modification time seen.
+    pub fn refresh(&self, since_ms: UnixMillis) -> Result<UnixMillis, StoreError> {
+        let mut newest = since_ms;
+        for account in self.store.accounts()? {
+            newest = newest.max(account.modified_ms);
+            self.put_account(Arc::new(account));
+        }
+        for device in self.store.devices_modified_since(since_ms)? {
+            newest = newest.max(device.modified_ms);
+            let account = {
+                let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+                maps.accounts
+                    .values()
+                    .find(|a| a.id == device.account_id)
+                    .cloned()
+            };
+            if let Some(account) = account {
+                self.put_device(device, account);
+            }
+        }
+        Ok(newest)
+    }
+}

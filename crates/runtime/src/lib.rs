@@ -1,0 +1,411 @@
+//! The tokio runtime around the sans-IO registrar: SIP listeners (UDP, TCP), the transaction
+//! layer, the in-memory directory cache and binding table, and the timers (binding expiry,
+//! directory refresh, transaction cleanup).
+//!
+//! What it owns: sockets, tasks and the clock. What it does not: SIP syntax
+//! (`switchboard-sip`), REGISTER rules and digest (`switchboard-registrar`), persistence
+//! (`switchboard-store`). Every binding change is committed to the store before the 200 OK.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod directory;
+pub mod location;
+pub mod service;
+pub mod transaction;
+pub mod transport;
+pub mod tracker;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_model::{Binding, Change, Event, EventKind, Transport};
+use switchboard_registrar::{Registrar, RegistrarConfig};
+use switchboard_store::{CommitFuture, Store, StoreError};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use directory::DirectoryCache;
+pub use location::BindingTable;
+pub use service::{LocalNames, SipService, Stats};
+pub use tracker::Tracker;
+
+/// One SIP listener: `udp:HOST:PORT` or `tcp:HOST:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (scheme, address) = text
+            .split_once(':')
+            .ok_or_else(|| format!("'{text}': expected SCHEME:HOST:PORT, e.g. udp:0.0.0.0:5060"))?;
+        let transport = Transport::parse(scheme)
+            .ok_or_else(|| format!("'{text}': unknown transport '{scheme}' (udp, tcp)"))?;
+        if !matches!(transport, Transport::Udp | Transport::Tcp) {
+            return Err(format!(
+                "'{text}': transport '{scheme}' is not available yet (udp, tcp)"
+            ));
+        }
+        let addr = address
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("'{text}': '{address}' is not HOST:PORT (IPv6 as [::]:5060)"))?;
+        Ok(Listen { transport, addr })
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+/// Everything the runtime needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub sip_listen: Vec<Listen>,
+    /// Host names that address this registrar in a Request-URI, besides listen addresses.
+    pub aliases: Vec<String>,
+    pub registrar: RegistrarConfig,
+    /// Shared by all nodes: nonces issued by one verify on another.
+    pub nonce_secret: [u8; 32],
+    pub nonce_lifetime_secs: u32,
+    pub sweep_interval: Duration,
+    pub directory_refresh: Duration,
+    /// Timer J for UDP transactions.
+    pub transaction_linger_ms: i64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            sip_listen: vec![
+                Listen {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::from(([0, 0, 0, 0], 5060)),
+                },
+                Listen {
+                    transport: Transport::Tcp,
+                    addr: SocketAddr::from(([0, 0, 0, 0], 5060)),
+                },
+            ],
+            aliases: Vec::new(),
+            registrar: RegistrarConfig::default(),
+            nonce_secret: [0; 32],
+            nonce_lifetime_secs: 300,
+            sweep_interval: Duration::from_secs(1),
+            directory_refresh: Duration::from_secs(2),
+            transaction_linger_ms: 32_000,
+        }
+    }
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        listen: Listen,
+        source: std::io::Error,
+    },
+    #[error("cannot load state from the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A running server. Dropping it does not stop it: call [`Server::shutdown`].
+pub struct Server {
+    service: Arc<SipService>,
+    bindings: Arc<BindingTable>,
+    directory: Arc<DirectoryCache>,
+    store: Arc<dyn Store>,
+    local_addrs: Vec<Listen>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    tracker: Tracker,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.local_addrs)
+            .field("bindings", &self.bindings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads the directory and the bindings, binds every listener and starts serving.
+    pub async fn start(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server, StartError> {
+        let directory = Arc::new(DirectoryCache::new(store.clone()));
+        let bindings = Arc::new(BindingTable::new());
+        {
+            let directory = directory.clone();
+            let store = store.clone();
+            let bindings = bindings.clone();
+            let loaded = tokio::task::spawn_blocking(move || -> Result<(usize, usize), StoreError> {
+                let devices = directory.load_all()?;
+                let stored = store.bindings()?;
+                let count = stored.len();
+                bindings.load(stored);
+                Ok((devices, count))
+            })
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
+            info!(devices = loaded.0, bindings = loaded.1, "state loaded");
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tracker = Tracker::default();
+        let mut udp_sockets = Vec::new();
+        let mut tcp_listeners = Vec::new();
+        let mut local_addrs = Vec::new();
+        for listen in &config.sip_listen {
+            match listen.transport {
+                Transport::Udp => {
+                    let socket = UdpSocket::bind(listen.addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            listen: *listen,
+                            source,
+                        })?;
+                    let addr = socket.local_addr().map_err(|source| StartError::Bind {
+                        listen: *listen,
+                        source,
+                    })?;
+                    local_addrs.push(Listen {
+                        transport: Transport::Udp,
+                        addr,
+                    });
+                    udp_sockets.push(Arc::new(socket));
+                }
+                _ => {
+                    let listener = TcpListener::bind(listen.addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            listen: *listen,
+                            source,
+                        })?;
+                    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                        listen: *listen,
+                        source,
+                    })?;
+                    local_addrs.push(Listen {
+                        transport: Transport::Tcp,
+                        addr,
+                    });
+                    tcp_listeners.push(listener);
+                }
+            }
+        }
+
+        let registrar = Registrar::new(
+            config.registrar.clone(),
+            config.nonce_secret,
+            config.nonce_lifetime_secs,
+            1 << 20,
+            rand::random(),
+        );
+        let local = LocalNames {
+            listeners: local_addrs.iter().map(|l| l.addr).collect(),
+            aliases: config.aliases.clone(),
+        };
+        let service = Arc::new(SipService::new(
+            registrar,
+            directory.clone(),
+            bindings.clone(),
+            store.clone(),
+            local,
+            config.transaction_linger_ms,
+        ));
+
+        let mut tasks = Vec::new();
+        for socket in udp_sockets {
+            // Two receive loops per socket keep both cores busy under load.
+            for _ in 0..2 {
+                tasks.push(tokio::spawn(transport::serve_udp(
+                    socket.clone(),
+                    service.clone(),
+                    tracker.clone(),
+                    shutdown_rx.clone(),
+                )));
+            }
+        }
+        for listener in tcp_listeners {
+            tasks.push(tokio::spawn(transport::serve_tcp(
+                listener,
+                service.clone(),
+                tracker.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(sweep_loop(
+            service.clone(),
+            bindings.clone(),
+            store.clone(),
+            config.sweep_interval,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(refresh_loop(
+            directory.clone(),
+            config.directory_refresh,
+            shutdown_rx,
+        )));
+        for listen in &local_addrs {
+            info!(%listen, "sip listening");
+        }
+        Ok(Server {
+            service,
+            bindings,
+            directory,
+            store,
+            local_addrs,
+            shutdown,
+            tasks,
+            tracker,
+        })
+    }
+
+    /// The bound listeners (with the real ports when 0 was asked for).
+    pub fn local_addrs(&self) -> &[Listen] {
+        &self.local_addrs
+    }
+
+    pub fn service(&self) -> &Arc<SipService> {
+        &self.service
+    }
+
+    pub fn bindings(&self) -> &Arc<BindingTable> {
+        &self.bindings
+    }
+
+    pub fn directory(&self) -> &Arc<DirectoryCache> {
+        &self.directory
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stops accepting, answers what is in flight (at most `drain`), and stops the timers.
+    pub async fn shutdown(self, drain: Duration) {
+        let _ = self.shutdown.send(true);
+        if !self.tracker.drain(drain).await {
+            warn!(
+                in_flight = self.tracker.in_flight(),
+                "shutdown: requests still in flight after the drain period"
+            );
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Removes expired bindings, records `expired` events, and forgets finished transactions.
+async fn sweep_loop(
+    service: Arc<SipService>,
+    bindings: Arc<BindingTable>,
+    store: Arc<dyn Store>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let now = clock::now_ms();
+        for commit in sweep_expired(&bindings, store.as_ref(), now) {
+            if let Err(error) = commit.await {
+                warn!(%error, "recording expired bindings failed");
+            }
+        }
+        service.transactions().sweep(now);
+    }
+}
+
+/// One expiry pass: the changes are enqueued while each shard is locked.
+pub fn sweep_expired(bindings: &BindingTable, store: &dyn Store, now: i64) -> Vec<CommitFuture> {
+    let mut commits = Vec::new();
+    bindings.sweep_expired(now, |expired| {
+        let mut changes = Vec::with_capacity(expired.len() * 2);
+        for binding in expired {
+            changes.push(Change::AppendEvent(expired_event(&binding, now)));
+            changes.push(Change::RemoveBinding {
+                device_id: binding.device_id,
+                key: binding.key,
+            });
+        }
+        commits.push(store.commit(changes));
+    });
+    commits
+}
+
+fn expired_event(binding: &Binding, now: i64) -> Event {
+    Event {
+        id: 0,
+        at_ms: now,
+        kind: EventKind::Expired,
+        account_id: binding.account_id.clone(),
+        device_id: Some(binding.device_id.clone()),
+        binding_key: Some(binding.key.clone()),
+        contact: Some(binding.contact.clone()),
+        address: Some(binding.received.to_string()),
+        transport: Some(binding.transport),
+        user_agent: binding.user_agent.clone(),
+        reason: Some("not refreshed".to_owned()),
+    }
+}
+
+/// Picks up accounts and devices written by other processes (the CLI) or other nodes.
+async fn refresh_loop(
+    directory: Arc<DirectoryCache>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut since = clock::now_ms() - 60_000;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let directory = directory.clone();
+        // Look back a little: a writer's clock and commit order may lag ours.
+        let from = since - 5_000;
+        match tokio::task::spawn_blocking(move || directory.refresh(from)).await {
+            Ok(Ok(newest)) => since = since.max(newest),
+            Ok(Err(error)) => warn!(%error, "directory refresh failed"),
+            Err(error) => warn!(%error, "directory refresh task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_specs() {
+        let listen: Listen = "udp:127.0.0.1:5060".parse().expect("valid");
+        assert_eq!(listen.transport, Transport::Udp);
+        assert_eq!(listen.addr.port(), 5060);
+        let listen: Listen = "tcp:[::1]:5070".parse().expect("valid");
+        assert_eq!(listen.transport, Transport::Tcp);
+        assert!(listen.addr.is_ipv6());
+        assert!("sctp:1.2.3.4:5060".parse::<Listen>().is_err());
+        assert!("udp:nohost".parse::<Listen>().is_err());
+        assert!("tls:0.0.0.0:5061".parse::<Listen>().is_err());
+        assert_eq!(listen.to_string(), "tcp:[::1]:5070");
+    }
+}

@@ -1,0 +1,482 @@
+//! The SIP service: one request in, at most one response out. It runs the generic UAS checks,
+//! the transaction layer, and drives the sans-IO registrar with the directory cache, the
+//! binding table and the store.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use switchboard_model::{Change, Event, EventKind, Transport};
+use switchboard_registrar::date::http_date;
+use switchboard_registrar::{AuthOutcome, Inspected, Origin, Refusal, Registrar};
+use switchboard_sip::{Message, Method, ResponseWriter};
+use switchboard_store::Store;
+use tracing::{debug, warn};
+
+use crate::clock::now_ms;
+use crate::directory::{CachedDevice, DirectoryCache};
+use crate::location::BindingTable;
+use crate::transaction::{Begin, Transactions};
+
+/// Methods this server implements (the `Allow` header).
+pub const ALLOW: &str = "REGISTER, OPTIONS";
+/// Option tags we support (none that would need a `Require` from the client yet).
+const SUPPORTED: &[&str] = &[];
+
+/// Counters, read by metrics and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub registered: AtomicU64,
+    pub challenged: AtomicU64,
+    pub auth_failed: AtomicU64,
+    pub refused: AtomicU64,
+    pub malformed: AtomicU64,
+    pub retransmissions: AtomicU64,
+    pub responses_dropped: AtomicU64,
+    pub storage_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Host names and addresses under which this registrar is addressed in a Request-URI.
+#[derive(Debug, Clone, Default)]
+pub struct LocalNames {
+    /// Bound listener addresses; an unspecified IP matches any IP literal on that port.
+    pub listeners: Vec<SocketAddr>,
+    /// Configured aliases (host names or addresses), any port of ours.
+    pub aliases: Vec<String>,
+}
+
+impl LocalNames {
+    pub fn matches(&self, host: &str, port: Option<u16>) -> bool {
+        let port_ok = |listener_port: u16| match port {
+            Some(port) => port == listener_port,
+            None => matches!(listener_port, 5060 | 5061),
+        };
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            return self
+                .listeners
+                .iter()
+                .any(|l| (l.ip().is_unspecified() || l.ip() == ip) && port_ok(l.port()));
+        }
+        if host.eq_ignore_ascii_case("localhost") {
+            return self.listeners.iter().any(|l| port_ok(l.port()));
+        }
+        self.aliases.iter().any(|alias| {
+            alias.eq_ignore_ascii_case(host)
+                && (port.is_none() || self.listeners.iter().any(|l| Some(l.port()) == port))
+        })
+    }
+}
+
+/// A response and where it goes.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub bytes: Vec<u8>,
+    pub destination: SocketAddr,
+}
+
+/// See the module documentation.
+pub struct SipService {
+    registrar: Registrar,
+    directory: Arc<DirectoryCache>,
+    bindings: Arc<BindingTable>,
+    transactions: Transactions,
+    store: Arc<dyn Store>,
+    local: LocalNames,
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for SipService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipService")
+            .field("registrar", &self.registrar)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SipService {
+    pub fn new(
+        registrar: Registrar,
+        directory: Arc<DirectoryCache>,
+        bindings: Arc<BindingTable>,
+        store: Arc<dyn Store>,
+        local: LocalNames,
+        transaction_linger_ms: i64,
+    ) -> Self {
+        SipService {
+            registrar,
+            directory,
+            bindings,
+            transactions: Transactions::new(transaction_linger_ms),
+            store,
+            local,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn transactions(&self) -> &Transactions {
+        &self.transactions
+    }
+
+    /// Handles one message (a datagram, or one framed message of a stream).
+    pub async fn handle(&self, data: &[u8], origin: Origin) -> Option<Outgoing> {
+        bump(&self.stats.requests);
+        let msg = match switchboard_sip::parse(data) {
+            Ok(msg) => msg,
+            Err(error) => {
+                bump(&self.stats.malformed);
+                debug!(source = %origin.source, %error, "unparseable message");
+                return self.answer_unparseable(data, &error, &origin);
+            }
+        };
+        let Some(request) = msg.request() else {
+            // A stray response: never answered (RFC 3261 §18.1.2).
+            bump(&self.stats.responses_dropped);
+            return None;
+        };
+        let destination = response_destination(&msg, &origin);
+        if let Err(rejection) = switchboard_sip::validate_request(&msg, SUPPORTED) {
+            bump(&self.stats.malformed);
+            if matches!(request.method, Method::Ack) {
+                return None;
+            }
+            let unsupported = rejection.unsupported.join(", ");
+            let bytes = self.simple_response(&msg, &origin, rejection.status, rejection.reason, |w| {
+                if !unsupported.is_empty() {
+                    w.header("Unsupported", &unsupported);
+                }
+            });
+            return Some(Outgoing { bytes, destination });
+        }
+        let bytes = match request.method {
+            Method::Ack => return None,
+            Method::Register => return self.register_transaction(&msg, origin, destination).await,
+            Method::Options => self.simple_response(&msg, &origin, 200, "OK", |w| {
+                w.header("Allow", ALLOW);
+                w.header("Accept", "application/sdp");
+            }),
+            Method::Cancel => self.simple_response(
+                &msg,
+                &origin,
+                481,
+                "Call/Transaction Does Not Exist",
+                |_| {},
+            ),
+            Method::Other(_) => self.simple_response(&msg, &origin, 501, "Not Implemented", |w| {
+                w.header("Allow", ALLOW);
+            }),
+            _ => self.simple_response(&msg, &origin, 405, "Method Not Allowed", |w| {
+                w.header("Allow", ALLOW);
+            }),
+        };
+        Some(Outgoing { bytes, destination })
+    }
+
+    async fn register_transaction(
+        &self,
+        msg: &Message<'_>,
+        origin: Origin,
+        destination: SocketAddr,
+    ) -> Option<Outgoing> {
+        let key = self.transactions.key(msg);
+        if let Some(key) = key {
+            match self.transactions.begin(key, now_ms()) {
+                Begin::New => {}
+                Begin::InProgress => {
+                    bump(&self.stats.retransmissions);
+                    return None;
+                }
+                Begin::Answered(response) => {
+                    bump(&self.stats.retransmissions);
+                    return Some(Outgoing {
+                        bytes: response.to_vec(),
+                        destination,
+                    });
+                }
+            }
+        }
+        let bytes = self.register(msg, &origin).await;
+        if let Some(key) = key {
+            if is_challenge(&bytes) {
+                // A challenge changes nothing; a retransmission may get a fresh one. Not
+                // keeping them saves ~300 bytes per registration for Timer J's 32 s.
+                self.transactions.abandon(key);
+            } else {
+                self.transactions
+                    .complete(key, &bytes, origin.transport.is_stream(), now_ms());
+            }
+        }
+        Some(Outgoing { bytes, destination })
+    }
+
+    async fn register(&self, msg: &Message<'_>, origin: &Origin) -> Vec<u8> {
+        let now = now_ms();
+        let inspected = match self
+            .registrar
+            .inspect(msg, |host, port| self.local.matches(host, port))
+        {
+            Ok(inspected) => inspected,
+            Err(refusal) => return self.refuse(msg, origin, &refusal, None, now),
+        };
+        let Some(cached) = self.find_device(&inspected).await else {
+            bump(&self.stats.refused);
+            return self.refuse(msg, origin, &Refusal::UnknownUser, None, now);
+        };
+        let realm = cached.account.realm.as_str();
+        match self.registrar.authenticate(
+            msg,
+            origin,
+            &cached.device,
+            realm,
+            cached.ha1.as_ref(),
+            now,
+        ) {
+            AuthOutcome::Authenticated => {}
+            AuthOutcome::Refused { refusal, failure } => {
+                let kind = match (&refusal, failure) {
+                    (_, Some(_)) => Some(EventKind::AuthFailed),
+                    (Refusal::Disabled, None) => Some(EventKind::Rejected),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    if kind == EventKind::AuthFailed {
+                        bump(&self.stats.auth_failed);
+                    }
+                    let reason = failure.unwrap_or("device disabled");
+                    let event = self.registrar.refusal_event(
+                        kind,
+                        &cached.device,
+                        origin,
+                        msg,
+                        reason,
+                        now,
+                    );
+                    self.record(event);
+                }
+                return self.refuse(msg, origin, &refusal, Some(realm), now);
+            }
+        }
+        self.bind(msg, &inspected, origin, &cached, now).await
+    }
+
+    /// Applies the registration under the device's shard lock, enqueues the commit there (so
+    /// commits follow table order) and answers only once the commit is durable.
+    async fn bind(
+        &self,
+        msg: &Message<'_>,
+        inspected: &Inspected<'_>,
+        origin: &Origin,
+        cached: &CachedDevice,
+        now: i64,
+    ) -> Vec<u8> {
+        let device = &cached.device;
+        let outcome = self.bindings.with_device(&device.id, |current| {
+            let registration =
+                self.registrar
+                    .apply(msg, inspected, origin, device, current, now)?;
+            let date = http_date(now);
+            let response = self.simple_response(msg, origin, 200, "OK", |w| {
+                for binding in &registration.bindings {
+                    let value = format!(
+                        "<{}>{};expires={}",
+                        binding.contact,
+                        binding.contact_params,
+                        binding.remaining_secs(now)
+                    );
+                    w.header("Contact", &value);
+                }
+                w.header("Date", &date);
+            });
+            *current = registration.bindings;
+            let commit = if registration.changes.is_empty() {
+                None
+            } else {
+                Some(self.store.commit(registration.changes))
+            };
+            Ok::<_, Refusal>((response, commit))
+        });
+        match outcome {
+            Err(refusal) => {
+                bump(&self.stats.refused);
+                self.refuse(msg, origin, &refusal, Some(&cached.account.realm), now)
+            }
+            Ok((response, None)) => {
+                bump(&self.stats.registered);
+                response
+            }
+            Ok((response, Some(commit))) => match commit.await {
+                Ok(_) => {
+                    bump(&self.stats.registered);
+                    response
+                }
+                Err(error) => {
+                    bump(&self.stats.storage_errors);
+                    warn!(device = %device.id, %error, "binding commit failed");
+                    self.reload_device_bindings(&device.id).await;
+                    self.refuse(msg, origin, &Refusal::StorageFailure, None, now)
+                }
+            },
+        }
+    }
+
+    /// After a failed commit the table may be ahead of the store: make the store the truth.
+    async fn reload_device_bindings(&self, device_id: &str) {
+        let store = self.store.clone();
+        let id = device_id.to_owned();
+        let stored = tokio::task::spawn_blocking(move || store.device_bindings(&id))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if let Some(stored) = stored {
+            self.bindings.with_device(device_id, |current| *current = stored);
+        }
+    }
+
+    /// Appends an event without waiting for it (nothing is acknowledged on it).
+    fn record(&self, event: Event) {
+        drop(self.store.commit(vec![Change::AppendEvent(event)]));
+    }
+
+    async fn find_device(&self, inspected: &Inspected<'_>) -> Option<Arc<CachedDevice>> {
+        let account = match self.directory.cached_account(inspected.realm) {
+            Some(account) => account,
+            None => {
+                let directory = self.directory.clone();
+                let realm = inspected.realm.to_ascii_lowercase();
+                tokio::task::spawn_blocking(move || directory.load_account(&realm))
+                    .await
+                    .ok()?
+                    .ok()??
+            }
+        };
+        if let Some(device) = self.directory.cached_device(&account.id, inspected.user) {
+            return Some(device);
+        }
+        let directory = self.directory.clone();
+        let user = inspected.user.to_owned();
+        tokio::task::spawn_blocking(move || directory.load_device(&account, &user))
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    fn refuse(
+        &self,
+        msg: &Message<'_>,
+        origin: &Origin,
+        refusal: &Refusal,
+        realm: Option<&str>,
+        now: i64,
+    ) -> Vec<u8> {
+        let (code, reason) = refusal.status(self.registrar.config().challenge);
+        self.simple_response(msg, origin, code, reason, |w| match refusal {
+            Refusal::Challenge { stale } => {
+                bump(&self.stats.challenged);
+                if let Some(realm) = realm {
+                    let (name, values) = self.registrar.challenges(realm, *stale, now);
+                    for value in &values {
+                        w.header(name, value);
+                    }
+                }
+            }
+            Refusal::IntervalTooBrief { min_expires } => {
+                w.header("Min-Expires", &min_expires.to_string());
+            }
+            _ => {}
+        })
+    }
+
+    fn simple_response(
+        &self,
+        msg: &Message<'_>,
+        origin: &Origin,
+        code: u16,
+        reason: &str,
+        extra: impl FnOnce(&mut ResponseWriter<'_>),
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        let tag = to_tag(msg);
+        let mut writer = ResponseWriter::new(&mut out, code, reason, msg, origin.source, Some(&tag));
+        extra(&mut writer);
+        writer.finish();
+        out
+    }
+
+    /// Answers a message the parser rejected, when enough of it is readable to address an
+    /// answer; otherwise drops it (counted).
+    fn answer_unparseable(
+        &self,
+        data: &[u8],
+        error: &switchboard_sip::ParseError,
+        origin: &Origin,
+    ) -> Option<Outgoing> {
+        let status = error.status()?;
+        let head = head_without_body(data)?;
+        let msg = switchboard_sip::parse(&head).ok()?;
+        let request = msg.request()?;
+        if matches!(request.method, Method::Ack) {
+            return None;
+        }
+        msg.call_id().ok()?;
+        msg.cseq().ok()?;
+        msg.top_via().ok()?;
+        let destination = response_destination(&msg, origin);
+        let bytes = self.simple_response(&msg, origin, status, error.reason(), |_| {});
+        Some(Outgoing { bytes, destination })
+    }
+}
+
+/// The start line and headers of a message whose body framing is broken (a Content-Length
+/// larger than the datagram, RFC 4475 `clerr`), with Content-Length dropped, so the 400 can be
+/// addressed. Error path only.
+fn head_without_body(data: &[u8]) -> Option<Vec<u8>> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let mut head = Vec::with_capacity(end + 4);
+    for line in data[..end].split(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let name = String::from_utf8_lossy(name);
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+            continue;
+        }
+        head.extend_from_slice(line);
+        head.push(b'\n');
+    }
+    head.extend_from_slice(b"\r\n");
+    Some(head)
+}
+
+fn is_challenge(response: &[u8]) -> bool {
+    response.starts_with(b"SIP/2.0 401 ") || response.starts_with(b"SIP/2.0 407 ")
+}
+
+/// A To tag that is the same for every retransmission of the request.
+fn to_tag(msg: &Message<'_>) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    msg.call_id().ok().hash(&mut hasher);
+    msg.cseq().ok().map(|c| c.number).hash(&mut hasher);
+    msg.top_via().ok().and_then(|v| v.branch()).hash(&mut hasher);
+    format!("sb{:016x}", hasher.finish())
+}
+
+/// Where a response goes (RFC 3261 §18.2.2, RFC 3581): on streams, back on the connection; on
+/// UDP to the source address, and to the source port when the client asked with `rport`, else
+/// to the port in the Via's sent-by.
+pub fn response_destination(msg: &Message<'_>, origin: &Origin) -> SocketAddr {
+    if origin.transport != Transport::Udp {
+        return origin.source;
+    }
+    match msg.top_via() {
+        Ok(via) if via.rport().is_none() => {
+            SocketAddr::new(origin.source.ip(), via.port.unwrap_or(5060))
+        }
+        _ => origin.source,
+    }
+}

@@ -1,0 +1,182 @@
+//! UDP and TCP listeners. A datagram or a framed stream message is handed to the service on a
+//! task of its own, so a REGISTER waiting for its commit never holds up the next one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use switchboard_model::Transport;
+use switchboard_registrar::Origin;
+use switchboard_sip::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::service::SipService;
+use crate::tracker::Tracker;
+
+/// Largest message accepted on any transport (RFC 3261 leaves it to the implementation;
+/// 64 KiB is the UDP limit and plenty for a REGISTER).
+const MAX_MESSAGE: usize = switchboard_sip::MAX_MESSAGE_SIZE;
+
+/// Serves one UDP socket until `shutdown` flips.
+pub async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    service: Arc<SipService>,
+    tracker: Tracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let local = match socket.local_addr() {
+        Ok(local) => local,
+        Err(error) => {
+            warn!(%error, "udp socket has no local address");
+            return;
+        }
+    };
+    let mut buf = vec![0u8; MAX_MESSAGE + 1];
+    loop {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buf) => received,
+            _ = shutdown.changed() => break,
+        };
+        let (len, source) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                // ICMP port unreachable from an earlier send shows up here on Linux; go on.
+                debug!(%error, "udp receive error");
+                continue;
+            }
+        };
+        if len == 0 || len > MAX_MESSAGE {
+            continue;
+        }
+        let data = buf[..len].to_vec();
+        let origin = Origin {
+            source,
+            local,
+            transport: Transport::Udp,
+            connection_id: None,
+        };
+        let service = service.clone();
+        let socket = socket.clone();
+        let guard = tracker.enter();
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Some(out) = service.handle(&data, origin).await {
+                if let Err(error) = socket.send_to(&out.bytes, out.destination).await {
+                    debug!(%error, "udp send failed");
+                }
+            }
+        });
+    }
+}
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts TCP connections until `shutdown` flips.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    service: Arc<SipService>,
+    tracker: Tracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, source) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                warn!(%error, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let tracker = tracker.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(serve_connection(stream, source, service, tracker, shutdown));
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    source: SocketAddr,
+    service: Arc<SipService>,
+    tracker: Tracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let connection_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let (mut reader, mut writer) = stream.into_split();
+    let (to_peer, mut outbox) = mpsc::channel::<Vec<u8>>(64);
+    let writer_task = tokio::spawn(async move {
+        while let Some(bytes) = outbox.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let origin = Origin {
+        source,
+        local,
+        transport: Transport::Tcp,
+        connection_id: Some(connection_id),
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    'connection: loop {
+        // Take every complete message out of the buffer.
+        loop {
+            match switchboard_sip::frame_stream(&buf) {
+                Ok(Frame::Incomplete) => break,
+                Ok(Frame::Keepalive { len, ping }) => {
+                    buf.drain(..len);
+                    if ping && to_peer.send(b"\r\n".to_vec()).await.is_err() {
+                        break 'connection;
+                    }
+                }
+                Ok(Frame::Message { len }) => {
+                    let data: Vec<u8> = buf.drain(..len).collect();
+                    let service = service.clone();
+                    let to_peer = to_peer.clone();
+                    let guard = tracker.enter();
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        if let Some(out) = service.handle(&data, origin).await {
+                            let _ = to_peer.send(out.bytes).await;
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Framing is lost (bad or missing Content-Length): answer if we can, close.
+                    debug!(%source, %error, "tcp framing error; closing");
+                    if let Some(out) = service.handle(&buf, origin).await {
+                        let _ = to_peer.send(out.bytes).await;
+                    }
+                    break 'connection;
+                }
+            }
+        }
+        if buf.len() > MAX_MESSAGE {
+            debug!(%source, "message too large on tcp; closing");
+            break;
+        }
+        let read = tokio::select! {
+            read = reader.read(&mut chunk) => read,
+            _ = shutdown.changed() => break,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    drop(to_peer);
+    let _ = writer_task.await;
+}

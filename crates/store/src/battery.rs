@@ -1,0 +1,965 @@
+//! The behaviour every backend must show, as one battery of checks.
+//!
+//! A backend is done when [`run_all`] and [`durable_after_reopen`] pass against it. Each check
+//! is also public, so a backend's test file can name them one by one. The checks panic on the
+//! first broken expectation (they are tests) and create their own accounts, devices and
+//! bindings under fresh random ids, so they can share one database with each other and with
+//! earlier runs (a PostgreSQL test database is not wiped between runs).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::json;
+use switchboard_model::{
+    Account, Binding, Change, Device, DeviceSip, Event, EventKind, SipAuthMethod, Transport,
+    UnixMillis, new_id,
+};
+
+use crate::{ApiKey, EventQuery, Store, StoreError};
+
+/// Runs every check that needs only one open store.
+pub fn run_all(store: &dyn Store) {
+    accounts_round_trip(store);
+    account_realms_are_case_insensitive_and_unique(store);
+    missing_accounts_are_not_found(store);
+    devices_round_trip(store);
+    device_update_replaces_the_whole_device(store);
+    device_usernames_are_case_insensitive_and_unique_per_account(store);
+    devices_need_an_existing_account(store);
+    devices_are_found_by_ip_and_modification_time(store);
+    deleting_a_device_removes_its_bindings(store);
+    deleting_an_account_removes_what_it_owns(store);
+    api_keys_round_trip(store);
+    upsert_replaces_a_binding(store);
+    bindings_are_removed_one_by_one_or_per_device(store);
+    expired_bindings_are_found(store);
+    event_ids_are_monotonic_and_returned_in_order(store);
+    events_are_filtered_and_paged(store);
+}
+
+/// Commits through `open()`, drops the store, opens it again and finds everything.
+/// `open` must return the only handle to the backend (dropping it closes it).
+pub fn durable_after_reopen(open: &mut dyn FnMut() -> Arc<dyn Store>) {
+    let account = account("durable");
+    let device = device(&account.id, "durable-user");
+    let first = binding(&account.id, &device.id, "c:sip:a@192.0.2.1", 10_000);
+    let second = binding(&account.id, &device.id, "c:sip:b@192.0.2.2", 20_000);
+    let event_ids;
+    {
+        let store = open();
+        store.create_account(&account).expect("create account");
+        store.create_device(&device).expect("create device");
+        event_ids = store
+            .commit(vec![
+                Change::UpsertBinding(first.clone()),
+                Change::UpsertBinding(second.clone()),
+                Change::AppendEvent(event(
+                    &account.id,
+                    Some(&device.id),
+                    EventKind::Registered,
+                    1,
+                )),
+            ])
+            .wait()
+            .expect("commit");
+        assert_eq!(event_ids.len(), 1);
+    }
+    let store = open();
+    assert_eq!(
+        store.account(&account.id).expect("read"),
+        Some(account.clone())
+    );
+    assert_eq!(
+        store.device(&device.id).expect("read"),
+        Some(device.clone())
+    );
+    assert_eq!(
+        store.device_bindings(&device.id).expect("read"),
+        vec![first, second]
+    );
+    let events = store.events(&account_events(&account.id)).expect("events");
+    assert_eq!(ids(&events), event_ids);
+    let later = store
+        .commit(vec![Change::AppendEvent(event(
+            &account.id,
+            None,
+            EventKind::Expired,
+            2,
+        ))])
+        .wait()
+        .expect("commit after reopen");
+    assert!(later[0] > event_ids[0], "ids keep growing across a reopen");
+}
+
+// ---- fixtures ----------------------------------------------------------------------------
+
+/// A new account with a unique realm built from `label`.
+pub fn account(label: &str) -> Account {
+    let id = new_id();
+    Account {
+        realm: format!("{label}-{}.battery.example", &id[..12]),
+        id,
+        name: format!("Battery {label}"),
+        parent_id: None,
+        created_ms: 1_700_000_000_000,
+        modified_ms: 1_700_000_000_000,
+    }
+}
+
+/// A new password device of `account_id`.
+pub fn device(account_id: &str, username: &str) -> Device {
+    let id = new_id();
+    Device {
+        document: json!({
+            "id": id,
+            "name": format!("Device {username}"),
+            "device_type": "sip_device",
+            "sip": {"method": "password", "username": username, "password": "secret-1234"},
+            "custom_key": {"kept": true},
+        }),
+        id,
+        account_id: account_id.to_owned(),
+        name: format!("Device {username}"),
+        enabled: true,
+        device_type: "sip_device".to_owned(),
+        owner_id: None,
+        sip: DeviceSip {
+            method: SipAuthMethod::Password,
+            username: Some(username.to_owned()),
+            password: Some("secret-1234".to_owned()),
+            ip: None,
+            expire_seconds: None,
+        },
+        created_ms: 1_700_000_000_000,
+        modified_ms: 1_700_000_000_000,
+    }
+}
+
+/// A binding of the device under `key`, expiring at `expires_at_ms`.
+pub fn binding(account_id: &str, device_id: &str, key: &str, expires_at_ms: UnixMillis) -> Binding {
+    let received: SocketAddr = "192.0.2.10:5060"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("literal address"));
+    let local: SocketAddr = "[2001:db8::1]:5061"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("literal address"));
+    Binding {
+        account_id: account_id.to_owned(),
+        device_id: device_id.to_owned(),
+        key: key.to_owned(),
+        aor: "user@battery.example".to_owned(),
+        contact: "sip:user@192.0.2.10:5060;transport=tcp".to_owned(),
+        contact_params:
+            ";+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-000000000001>\";reg-id=1".to_owned(),
+        instance: Some("<urn:uuid:00000000-0000-0000-0000-000000000001>".to_owned()),
+        reg_id: Some(1),
+        q_milli: Some(500),
+        expires_at_ms,
+        registered_at_ms: expires_at_ms - 3_600_000,
+        updated_ms: expires_at_ms - 3_600_000,
+        call_id: format!("{}@battery", new_id()),
+        cseq: u32::MAX,
+        user_agent: Some("Battery/1.0".to_owned()),
+        transport: Transport::Tcp,
+        received,
+        local,
+        connection_id: Some(u64::MAX - 7),
+        path: "<sip:edge1.example;lr>,<sip:edge2.example;lr>".to_owned(),
+    }
+}
+
+/// An event of the account (and device), id 0 until appended.
+pub fn event(
+    account_id: &str,
+    device_id: Option<&str>,
+    kind: EventKind,
+    at_ms: UnixMillis,
+) -> Event {
+    Event {
+        id: 0,
+        at_ms,
+        kind,
+        account_id: account_id.to_owned(),
+        device_id: device_id.map(str::to_owned),
+        binding_key: Some("c:sip:user@192.0.2.10".to_owned()),
+        contact: Some("sip:user@192.0.2.10".to_owned()),
+        address: Some("192.0.2.10:5060".to_owned()),
+        transport: Some(Transport::Udp),
+        user_agent: Some("Battery/1.0".to_owned()),
+        reason: Some(kind.as_str().to_owned()),
+    }
+}
+
+fn account_events(account_id: &str) -> EventQuery {
+    EventQuery {
+        account_id: Some(account_id.to_owned()),
+        limit: 1000,
+        ..EventQuery::default()
+    }
+}
+
+fn ids(events: &[Event]) -> Vec<i64> {
+    events.iter().map(|event| event.id).collect()
+}
+
+fn commit(store: &dyn Store, changes: Vec<Change>) -> Vec<i64> {
+    store.commit(changes).wait().expect("commit")
+}
+
+fn setup(store: &dyn Store, label: &str) -> (Account, Device) {
+    let account = account(label);
+    store.create_account(&account).expect("create account");
+    let device = device(&account.id, &format!("{label}-user"));
+    store.create_device(&device).expect("create device");
+    (account, device)
+}
+
+fn conflict(field: &str) -> StoreError {
+    StoreError::Conflict(field.to_owned())
+}
+
+// ---- directory ---------------------------------------------------------------------------
+
+pub fn accounts_round_trip(store: &dyn Store) {
+    let parent = account("parent");
+    let mut child = account("child");
+    child.parent_id = Some(parent.id.clone());
+    store.create_account(&parent).expect("create parent");
+    store.create_account(&child).expect("create child");
+    assert_eq!(store.account(&child.id).expect("read"), Some(child.clone()));
+    let all = store.accounts().expect("list");
+    assert!(all.contains(&parent) && all.contains(&child));
+    assert!(
+        all.windows(2).all(|pair| pair[0].id < pair[1].id),
+        "accounts sorted by id"
+    );
+
+    let mut renamed = child.clone();
+    renamed.name = "Renamed".to_owned();
+    renamed.parent_id = None;
+    renamed.modified_ms += 1;
+    store.update_account(&renamed).expect("update");
+    assert_eq!(store.account(&child.id).expect("read"), Some(renamed));
+
+    store.delete_account(&child.id).expect("delete");
+    assert_eq!(store.account(&child.id).expect("read"), None);
+    assert_eq!(
+        store.account(&parent.id).expect("parent stays"),
+        Some(parent)
+    );
+}
+
+pub fn account_realms_are_case_insensitive_and_unique(store: &dyn Store) {
+    let first = account("realm");
+    store.create_account(&first).expect("create");
+    let shouted = first.realm.to_uppercase();
+    assert_eq!(
+        store.account_by_realm(&shouted).expect("lookup"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store
+            .account_by_realm("absent.battery.example")
+            .expect("lookup"),
+        None
+    );
+
+    let mut clash = account("realm");
+    clash.realm = shouted;
+    assert_eq!(store.create_account(&clash), Err(conflict("realm")));
+    let mut same_id = account("same-id");
+    same_id.id = first.id.clone();
+    assert_eq!(store.create_account(&same_id), Err(conflict("id")));
+
+    let second = account("realm-other");
+    store.create_account(&second).expect("create second");
+    let mut moved = second.clone();
+    moved.realm = first.realm.clone();
+    assert_eq!(store.update_account(&moved), Err(conflict("realm")));
+    assert_eq!(
+        store.account(&second.id).expect("read"),
+        Some(second.clone()),
+        "failed update changed nothing"
+    );
+
+    // The realm is free again once its account is gone.
+    store.delete_account(&first.id).expect("delete");
+    store.update_account(&moved).expect("realm reusable");
+    assert_eq!(
+        store.account_by_realm(&first.realm).expect("lookup"),
+        Some(moved)
+    );
+}
+
+pub fn missing_accounts_are_not_found(store: &dyn Store) {
+    let ghost = account("ghost");
+    assert_eq!(store.account(&ghost.id).expect("read"), None);
+    assert_eq!(store.update_account(&ghost), Err(StoreError::NotFound));
+    assert_eq!(store.delete_account(&ghost.id), Err(StoreError::NotFound));
+}
+
+pub fn devices_round_trip(store: &dyn Store) {
+    let account = account("devices");
+    store.create_account(&account).expect("create account");
+    let mut created = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let mut device = device(&account.id, name);
+        device.owner_id = Some(new_id());
+        device.sip.expire_seconds = Some(u32::MAX);
+        store.create_device(&device).expect("create");
+        created.push(device);
+    }
+    created.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        store.device(&created[0].id).expect("read"),
+        Some(created[0].clone())
+    );
+    assert_eq!(store.devices(&account.id).expect("list"), created);
+    assert_eq!(store.devices(&new_id()).expect("list"), Vec::new());
+    let mut same_id = device(&account.id, "dave");
+    same_id.id = created[1].id.clone();
+    assert_eq!(store.create_device(&same_id), Err(conflict("id")));
+
+    store.delete_device(&created[1].id).expect("delete");
+    assert_eq!(store.device(&created[1].id).expect("read"), None);
+    assert_eq!(
+        store.delete_device(&created[1].id),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.update_device(&created[1]), Err(StoreError::NotFound));
+    assert_eq!(store.devices(&account.id).expect("list").len(), 2);
+}
+
+pub fn device_update_replaces_the_whole_device(store: &dyn Store) {
+    let (_, original) = setup(store, "replace");
+    let mut replaced = original.clone();
+    replaced.name = "Replaced".to_owned();
+    replaced.enabled = false;
+    replaced.device_type = "softphone".to_owned();
+    replaced.owner_id = Some(new_id());
+    replaced.sip = DeviceSip {
+        method: SipAuthMethod::Ip,
+        username: None,
+        password: None,
+        ip: Some("198.51.100.7".to_owned()),
+        expire_seconds: Some(300),
+    };
+    // Keys absent from the new document are gone, not merged.
+    replaced.document = json!({"id": original.id, "name": "Replaced", "sip": {"method": "ip", "ip": "198.51.100.7"}});
+    replaced.modified_ms += 1_000;
+    store.update_device(&replaced).expect("update");
+    assert_eq!(
+        store.device(&original.id).expect("read"),
+        Some(replaced.clone())
+    );
+    assert_eq!(
+        store
+            .device_by_username(
+                &original.account_id,
+                original.sip.username.as_deref().unwrap_or_default()
+            )
+            .expect("lookup"),
+        None,
+        "the old username no longer finds it"
+    );
+}
+
+pub fn device_usernames_are_case_insensitive_and_unique_per_account(store: &dyn Store) {
+    let account = account("usernames");
+    store.create_account(&account).expect("create account");
+    let alice = device(&account.id, "Alice.Smith");
+    store.create_device(&alice).expect("create");
+    assert_eq!(
+        store
+            .device_by_username(&account.id, "alice.smith")
+            .expect("lookup"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store
+            .device_by_username(&account.id, "ALICE.SMITH")
+            .expect("lookup"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store
+            .device_by_username(&account.id, "bob")
+            .expect("lookup"),
+        None
+    );
+
+    let twin = device(&account.id, "ALICE.smith");
+    assert_eq!(store.create_device(&twin), Err(conflict("sip.username")));
+
+    // Another account may use the same username.
+    let other_account = self::account("usernames-other");
+    store
+        .create_account(&other_account)
+        .expect("create other account");
+    let elsewhere = device(&other_account.id, "alice.smith");
+    store
+        .create_device(&elsewhere)
+        .expect("same username, other account");
+    assert_eq!(
+        store
+            .device_by_username(&account.id, "alice.smith")
+            .expect("lookup"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store
+            .device_by_username(&other_account.id, "alice.smith")
+            .expect("lookup"),
+        Some(elsewhere)
+    );
+
+    // An IP-authenticated device does not hold a digest username: no conflict.
+    let mut by_ip = device(&account.id, "alice.smith");
+    by_ip.sip.method = SipAuthMethod::Ip;
+    by_ip.sip.ip = Some("203.0.113.9".to_owned());
+    store
+        .create_device(&by_ip)
+        .expect("ip device may share the username");
+    assert_eq!(
+        store
+            .device_by_username(&account.id, "Alice.Smith")
+            .expect("lookup"),
+        Some(alice.clone()),
+        "the password device wins the lookup"
+    );
+
+    // Renaming into a taken username conflicts; renaming to a free one frees the old name.
+    let bob = device(&account.id, "bob");
+    store.create_device(&bob).expect("create bob");
+    let mut bob_as_alice = bob.clone();
+    bob_as_alice.sip.username = Some("ALICE.SMITH".to_owned());
+    assert_eq!(
+        store.update_device(&bob_as_alice),
+        Err(conflict("sip.username"))
+    );
+    assert_eq!(
+        store.device(&bob.id).expect("read"),
+        Some(bob.clone()),
+        "failed update changed nothing"
+    );
+    let mut alice_renamed = alice.clone();
+    alice_renamed.sip.username = Some("alice2".to_owned());
+    store.update_device(&alice_renamed).expect("rename");
+    store.update_device(&bob_as_alice).expect("old name free");
+    assert_eq!(
+        store
+            .device_by_username(&account.id, "alice.smith")
+            .expect("lookup"),
+        Some(bob_as_alice)
+    );
+}
+
+pub fn devices_need_an_existing_account(store: &dyn Store) {
+    let orphan = device(&new_id(), "orphan");
+    assert_eq!(store.create_device(&orphan), Err(StoreError::NotFound));
+    assert_eq!(store.device(&orphan.id).expect("read"), None);
+}
+
+pub fn devices_are_found_by_ip_and_modification_time(store: &dyn Store) {
+    let account = account("by-ip");
+    store.create_account(&account).expect("create account");
+    let ip = format!(
+        "10.{}.{}.{}",
+        u8::from_str_radix(&new_id()[..2], 16).unwrap_or(1),
+        7,
+        9
+    );
+    let base = 1_800_000_000_000 + i64::from(u16::from_str_radix(&new_id()[..4], 16).unwrap_or(1));
+    let mut made = Vec::new();
+    for (index, name) in ["trunk-a", "trunk-b", "phone"].into_iter().enumerate() {
+        let mut device = device(&account.id, name);
+        if name.starts_with("trunk") {
+            device.sip.method = SipAuthMethod::Ip;
+            device.sip.ip = Some(ip.clone());
+        }
+        device.modified_ms = base + i64::try_from(index).unwrap_or(0);
+        store.create_device(&device).expect("create");
+        made.push(device);
+    }
+    let mut trunks: Vec<Device> = made[..2].to_vec();
+    trunks.sort_by(|a, b| a.id.cmp(&b.id));
+    let found: Vec<Device> = store
+        .devices_by_ip(&ip)
+        .expect("by ip")
+        .into_iter()
+        .filter(|device| device.account_id == account.id)
+        .collect();
+    assert_eq!(found, trunks);
+
+    let ours = |since| -> Vec<String> {
+        let devices = store.devices_modified_since(since).expect("since");
+        assert!(
+            devices.windows(2).all(|pair| pair[0].id < pair[1].id),
+            "sorted by id"
+        );
+        let mut ids: Vec<String> = devices
+            .into_iter()
+            .filter(|device| device.account_id == account.id)
+            .map(|device| device.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut expected: Vec<String> = made[1..].iter().map(|device| device.id.clone()).collect();
+    expected.sort();
+    assert_eq!(ours(base + 1), expected, "inclusive of since_ms");
+    assert_eq!(ours(base + 3), Vec::<String>::new());
+}
+
+pub fn deleting_a_device_removes_its_bindings(store: &dyn Store) {
+    let (account, device) = setup(store, "delete-device");
+    let (_, neighbour) = setup(store, "delete-device-neighbour");
+    let kept = binding(
+        &neighbour.account_id,
+        &neighbour.id,
+        "c:sip:kept@192.0.2.1",
+        50_000,
+    );
+    commit(
+        store,
+        vec![
+            Change::UpsertBinding(binding(
+                &account.id,
+                &device.id,
+                "c:sip:gone@192.0.2.1",
+                50_000,
+            )),
+            Change::UpsertBinding(kept.clone()),
+        ],
+    );
+    store.delete_device(&device.id).expect("delete");
+    assert_eq!(store.device_bindings(&device.id).expect("read"), Vec::new());
+    assert_eq!(
+        store.device_bindings(&neighbour.id).expect("read"),
+        vec![kept]
+    );
+}
+
+pub fn deleting_an_account_removes_what_it_owns(store: &dyn Store) {
+    let (account, device) = setup(store, "delete-account");
+    let (other, other_device) = setup(store, "delete-account-other");
+    let key = api_key(&account.id);
+    store.create_api_key(&key).expect("key");
+    commit(
+        store,
+        vec![
+            Change::UpsertBinding(binding(
+                &account.id,
+                &device.id,
+                "c:sip:x@192.0.2.1",
+                50_000,
+            )),
+            Change::UpsertBinding(binding(
+                &other.id,
+                &other_device.id,
+                "c:sip:y@192.0.2.1",
+                50_000,
+            )),
+            Change::AppendEvent(event(
+                &account.id,
+                Some(&device.id),
+                EventKind::Registered,
+                5,
+            )),
+        ],
+    );
+    store.delete_account(&account.id).expect("delete");
+    assert_eq!(store.account(&account.id).expect("read"), None);
+    assert_eq!(store.device(&device.id).expect("read"), None);
+    assert_eq!(store.devices(&account.id).expect("read"), Vec::new());
+    assert_eq!(store.device_bindings(&device.id).expect("read"), Vec::new());
+    assert_eq!(store.api_key_by_hash(&key.key_hash).expect("read"), None);
+    assert_eq!(
+        store
+            .events(&account_events(&account.id))
+            .expect("history stays")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .device_bindings(&other_device.id)
+            .expect("other account untouched")
+            .len(),
+        1
+    );
+}
+
+fn api_key(account_id: &str) -> ApiKey {
+    ApiKey {
+        id: new_id(),
+        account_id: account_id.to_owned(),
+        name: "battery".to_owned(),
+        key_hash: ApiKey::hash(&new_id()),
+        created_ms: 1_700_000_000_000,
+    }
+}
+
+pub fn api_keys_round_trip(store: &dyn Store) {
+    let account = account("keys");
+    store.create_account(&account).expect("create account");
+    let mut keys = vec![api_key(&account.id), api_key(&account.id)];
+    for key in &keys {
+        store.create_api_key(key).expect("create");
+    }
+    keys.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        store.api_key_by_hash(&keys[0].key_hash).expect("lookup"),
+        Some(keys[0].clone())
+    );
+    assert_eq!(
+        store
+            .api_key_by_hash(&ApiKey::hash("never issued"))
+            .expect("lookup"),
+        None
+    );
+    assert_eq!(store.api_keys(&account.id).expect("list"), keys);
+
+    let mut same_hash = api_key(&account.id);
+    same_hash.key_hash = keys[0].key_hash.clone();
+    assert_eq!(store.create_api_key(&same_hash), Err(conflict("api_key")));
+    let mut same_id = api_key(&account.id);
+    same_id.id = keys[0].id.clone();
+    assert_eq!(store.create_api_key(&same_id), Err(conflict("id")));
+
+    store.delete_api_key(&keys[0].id).expect("delete");
+    assert_eq!(
+        store.api_key_by_hash(&keys[0].key_hash).expect("lookup"),
+        None
+    );
+    assert_eq!(store.delete_api_key(&keys[0].id), Err(StoreError::NotFound));
+    assert_eq!(
+        store.api_keys(&account.id).expect("list"),
+        vec![keys[1].clone()]
+    );
+}
+
+// ---- location ----------------------------------------------------------------------------
+
+pub fn upsert_replaces_a_binding(store: &dyn Store) {
+    let (account, device) = setup(store, "upsert");
+    let original = binding(&account.id, &device.id, "c:sip:u@192.0.2.1", 100_000);
+    assert_eq!(
+        commit(store, vec![Change::UpsertBinding(original.clone())]),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        store.device_bindings(&device.id).expect("read"),
+        vec![original.clone()]
+    );
+
+    // Every field is replaced, including ones going back to None.
+    let refreshed = Binding {
+        contact: "sip:u@192.0.2.99:5070".to_owned(),
+        contact_params: String::new(),
+        instance: None,
+        reg_id: None,
+        q_milli: None,
+        expires_at_ms: 200_000,
+        updated_ms: 150_000,
+        cseq: 2,
+        user_agent: None,
+        transport: Transport::Wss,
+        received: "[2001:db8::99]:443"
+            .parse()
+            .unwrap_or_else(|_| unreachable!("literal address")),
+        connection_id: None,
+        path: String::new(),
+        ..original.clone()
+    };
+    commit(store, vec![Change::UpsertBinding(refreshed.clone())]);
+    assert_eq!(
+        store.device_bindings(&device.id).expect("read"),
+        vec![refreshed.clone()]
+    );
+    let all: Vec<Binding> = store
+        .bindings()
+        .expect("all")
+        .into_iter()
+        .filter(|binding| binding.device_id == device.id)
+        .collect();
+    assert_eq!(all, vec![refreshed]);
+}
+
+pub fn bindings_are_removed_one_by_one_or_per_device(store: &dyn Store) {
+    let (account, device) = setup(store, "remove");
+    let (_, other) = setup(store, "remove-other");
+    let keys = ["c:sip:1@192.0.2.1", "c:sip:2@192.0.2.1", "i:<urn:uuid:x>:1"];
+    let mut changes: Vec<Change> = keys
+        .iter()
+        .map(|key| Change::UpsertBinding(binding(&account.id, &device.id, key, 100_000)))
+        .collect();
+    let survivor = binding(&account.id, &other.id, keys[0], 100_000);
+    changes.push(Change::UpsertBinding(survivor.clone()));
+    commit(store, changes);
+    let mut found: Vec<String> = store
+        .device_bindings(&device.id)
+        .expect("read")
+        .into_iter()
+        .map(|binding| binding.key)
+        .collect();
+    found.sort();
+    let mut expected: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
+    expected.sort();
+    assert_eq!(found, expected, "sorted by key");
+
+    commit(
+        store,
+        vec![
+            Change::RemoveBinding {
+                device_id: device.id.clone(),
+                key: keys[1].to_owned(),
+            },
+            Change::RemoveBinding {
+                device_id: device.id.clone(),
+                key: "c:sip:never@192.0.2.1".to_owned(),
+            },
+        ],
+    );
+    let left: Vec<String> = store
+        .device_bindings(&device.id)
+        .expect("read")
+        .into_iter()
+        .map(|binding| binding.key)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&keys[1].to_owned()));
+
+    commit(
+        store,
+        vec![Change::RemoveDeviceBindings {
+            device_id: device.id.clone(),
+        }],
+    );
+    assert_eq!(store.device_bindings(&device.id).expect("read"), Vec::new());
+    assert_eq!(
+        store.device_bindings(&other.id).expect("read"),
+        vec![survivor],
+        "other device untouched"
+    );
+}
+
+pub fn expired_bindings_are_found(store: &dyn Store) {
+    let (account, device) = setup(store, "expired");
+    let early = binding(&account.id, &device.id, "c:sip:early@192.0.2.1", 1_000);
+    let edge = binding(&account.id, &device.id, "c:sip:edge@192.0.2.1", 2_000);
+    let live = binding(&account.id, &device.id, "c:sip:live@192.0.2.1", 3_000);
+    commit(
+        store,
+        vec![
+            Change::UpsertBinding(live.clone()),
+            Change::UpsertBinding(edge.clone()),
+            Change::UpsertBinding(early.clone()),
+        ],
+    );
+    let ours = |now| -> Vec<Binding> {
+        let expired = store.expired_bindings(now).expect("expired");
+        assert!(expired.iter().all(|binding| binding.expires_at_ms <= now));
+        assert!(
+            expired
+                .windows(2)
+                .all(|pair| pair[0].expires_at_ms <= pair[1].expires_at_ms),
+            "soonest first"
+        );
+        expired
+            .into_iter()
+            .filter(|binding| binding.device_id == device.id)
+            .collect()
+    };
+    assert_eq!(ours(999), Vec::new());
+    assert_eq!(
+        ours(2_000),
+        vec![early.clone(), edge.clone()],
+        "expires_at_ms == now counts as expired"
+    );
+    // The sweep removes them through commit, with an Expired event each.
+    commit(
+        store,
+        vec![
+            Change::RemoveBinding {
+                device_id: device.id.clone(),
+                key: early.key.clone(),
+            },
+            Change::AppendEvent(event(
+                &account.id,
+                Some(&device.id),
+                EventKind::Expired,
+                2_000,
+            )),
+        ],
+    );
+    assert_eq!(ours(2_000), vec![edge]);
+    assert_eq!(store.device_bindings(&device.id).expect("read").len(), 2);
+    assert!(ours(10_000).contains(&live));
+}
+
+// ---- history -----------------------------------------------------------------------------
+
+pub fn event_ids_are_monotonic_and_returned_in_order(store: &dyn Store) {
+    let (account, device) = setup(store, "event-ids");
+    let kinds = [
+        EventKind::Registered,
+        EventKind::Refreshed,
+        EventKind::Unregistered,
+    ];
+    let first = commit(
+        store,
+        vec![
+            Change::AppendEvent(event(&account.id, Some(&device.id), kinds[0], 10)),
+            Change::UpsertBinding(binding(
+                &account.id,
+                &device.id,
+                "c:sip:e@192.0.2.1",
+                100_000,
+            )),
+            Change::AppendEvent(event(&account.id, Some(&device.id), kinds[1], 11)),
+        ],
+    );
+    let second = commit(
+        store,
+        vec![Change::AppendEvent(event(
+            &account.id,
+            Some(&device.id),
+            kinds[2],
+            12,
+        ))],
+    );
+    assert_eq!(first.len(), 2);
+    assert_eq!(second.len(), 1);
+    let all: Vec<i64> = first.iter().chain(&second).copied().collect();
+    assert!(
+        all.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids strictly increase: {all:?}"
+    );
+    assert!(all.iter().all(|id| *id > 0));
+
+    let stored = store.events(&account_events(&account.id)).expect("events");
+    assert_eq!(ids(&stored), all);
+    for (stored, kind) in stored.iter().zip(kinds) {
+        let mut expected = event(&account.id, Some(&device.id), kind, stored.at_ms);
+        expected.id = stored.id;
+        assert_eq!(*stored, expected);
+    }
+
+    // Many concurrent committers still get distinct, increasing ids per batch.
+    let futures: Vec<_> = (0..50)
+        .map(|index| {
+            store.commit(vec![
+                Change::AppendEvent(event(&account.id, None, EventKind::AuthFailed, 100 + index)),
+                Change::AppendEvent(event(&account.id, None, EventKind::Rejected, 100 + index)),
+            ])
+        })
+        .collect();
+    let mut seen: Vec<i64> = Vec::new();
+    for future in futures {
+        let ids = future.wait().expect("commit");
+        assert_eq!(ids.len(), 2);
+        assert!(ids[0] < ids[1]);
+        seen.extend(ids);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "no id given twice");
+    assert!(sorted[0] > all[2]);
+}
+
+pub fn events_are_filtered_and_paged(store: &dyn Store) {
+    let (account, device) = setup(store, "event-query");
+    let (_, other_device) = setup(store, "event-query-other");
+    let changes = vec![
+        Change::AppendEvent(event(
+            &account.id,
+            Some(&device.id),
+            EventKind::Registered,
+            1_000,
+        )),
+        Change::AppendEvent(event(
+            &account.id,
+            Some(&other_device.id),
+            EventKind::AuthFailed,
+            2_000,
+        )),
+        Change::AppendEvent(event(&account.id, None, EventKind::Rejected, 3_000)),
+        Change::AppendEvent(event(
+            &account.id,
+            Some(&device.id),
+            EventKind::Expired,
+            4_000,
+        )),
+        Change::AppendEvent(event(
+            &account.id,
+            Some(&device.id),
+            EventKind::Registered,
+            5_000,
+        )),
+    ];
+    let id = commit(store, changes);
+    let query = |change: &dyn Fn(&mut EventQuery)| -> Vec<i64> {
+        let mut query = account_events(&account.id);
+        change(&mut query);
+        ids(&store.events(&query).expect("events"))
+    };
+    assert_eq!(query(&|_| {}), id);
+    assert_eq!(
+        query(&|q| q.device_id = Some(device.id.clone())),
+        vec![id[0], id[3], id[4]]
+    );
+    assert_eq!(
+        query(&|q| q.kinds = vec![EventKind::Registered]),
+        vec![id[0], id[4]]
+    );
+    assert_eq!(
+        query(&|q| q.kinds = vec![EventKind::AuthFailed, EventKind::Rejected]),
+        vec![id[1], id[2]]
+    );
+    assert_eq!(query(&|q| q.after_id = Some(id[2])), vec![id[3], id[4]]);
+    assert_eq!(query(&|q| q.before_id = Some(id[2])), vec![id[0], id[1]]);
+    assert_eq!(query(&|q| q.limit = 2), vec![id[0], id[1]]);
+    assert_eq!(query(&|q| q.limit = 0), Vec::<i64>::new());
+    assert_eq!(
+        query(&|q| {
+            q.newest_first = true;
+            q.limit = 2;
+        }),
+        vec![id[4], id[3]]
+    );
+    assert_eq!(
+        query(&|q| {
+            q.newest_first = true;
+            q.before_id = Some(id[3]);
+        }),
+        vec![id[2], id[1], id[0]],
+        "paging backwards"
+    );
+    assert_eq!(
+        query(&|q| {
+            q.since_ms = Some(2_000);
+            q.until_ms = Some(4_000);
+        }),
+        vec![id[1], id[2]]
+    );
+    assert_eq!(
+        query(&|q| {
+            q.device_id = Some(device.id.clone());
+            q.kinds = vec![EventKind::Registered];
+            q.after_id = Some(id[0]);
+        }),
+        vec![id[4]]
+    );
+    let by_device = EventQuery {
+        device_id: Some(other_device.id.clone()),
+        limit: 10,
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        ids(&store.events(&by_device).expect("events")),
+        vec![id[1]],
+        "device filter alone"
+    );
+}

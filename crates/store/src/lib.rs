@@ -1,0 +1,301 @@
+//! Switchboard's storage: where accounts, devices, API keys, bindings and the event history live.
+//!
+//! The registrar and the API code against three traits, never against a database:
+//! - [`Directory`] — accounts, devices and API keys. Written rarely (operator actions), read
+//!   often (digest credential lookup, API listings).
+//! - [`Location`] — the bindings (RFC 3261 §10 location service). Every REGISTER ends in a
+//!   [`Location::commit`] of [`Change`]s, which resolves only once the changes are durable, so
+//!   a 200 OK never acknowledges a binding a crash could lose.
+//! - [`History`] — the append-only event log, appended through the same commit as the binding
+//!   change that caused it.
+//!
+//! [`Store`] is all three. Backends: [`SqliteStore`] (embedded, the default; one writer thread
+//! that group-commits every queued batch in one transaction). PostgreSQL and Redis backends
+//! come later; a backend is done when [`battery::run_all`] passes against it.
+//!
+//! The synchronous methods block on I/O: async callers wrap them in `spawn_blocking`.
+//! [`Location::commit`] is the exception: it returns at once with a [`CommitFuture`].
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use sha2::{Digest, Sha256};
+use switchboard_model::{Account, Binding, Change, Device, Event, EventKind, UnixMillis};
+use tokio::sync::oneshot;
+
+pub mod battery;
+mod sqlite;
+
+pub use sqlite::{BUSY_TIMEOUT, DATABASE_FILE, SqliteOptions, SqliteStore, Synchronous};
+
+/// What went wrong in a store, grouped by who has to act on it.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A uniqueness rule was violated; the message names the field: `realm`, `sip.username`,
+    /// `api_key` or `id`.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The record to update or delete (or the account a new device belongs to) does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The database failed or holds something this build cannot read.
+    #[error("storage: {0}")]
+    Backend(String),
+    /// The store was closed; nothing more is accepted.
+    #[error("store closed")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An API key as stored: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    /// Lower-case hex SHA-256 of the key, see [`ApiKey::hash`].
+    pub key_hash: String,
+    pub created_ms: UnixMillis,
+}
+
+impl ApiKey {
+    /// The stored form of a secret key: lower-case hex SHA-256.
+    pub fn hash(key: &str) -> String {
+        hex::encode(Sha256::digest(key.as_bytes()))
+    }
+}
+
+/// A filter over the history. Conditions combine with AND; an empty `kinds` means all kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub account_id: Option<String>,
+    pub device_id: Option<String>,
+    pub kinds: Vec<EventKind>,
+    /// Only events with `id > after_id` (poll for what is new).
+    pub after_id: Option<i64>,
+    /// Only events with `id < before_id` (page backwards with `newest_first`).
+    pub before_id: Option<i64>,
+    /// Only events with `at_ms >= since_ms`.
+    pub since_ms: Option<UnixMillis>,
+    /// Only events with `at_ms < until_ms`.
+    pub until_ms: Option<UnixMillis>,
+    /// At most this many events.
+    pub limit: usize,
+    /// Order by id descending instead of ascending.
+    pub newest_first: bool,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        EventQuery {
+            account_id: None,
+            device_id: None,
+            kinds: Vec::new(),
+            after_id: None,
+            before_id: None,
+            since_ms: None,
+            until_ms: None,
+            limit: 100,
+            newest_first: false,
+        }
+    }
+}
+
+/// Counters since the store was opened (process-local).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed by the commit path (each holds one or more batches).
+    pub commit_transactions: u64,
+    /// Batches (calls to [`Location::commit`]) acknowledged as durable.
+    pub committed_batches: u64,
+    /// Changes inside those batches.
+    pub committed_changes: u64,
+    /// Batches that were answered with an error.
+    pub failed_batches: u64,
+    /// Directory writes (accounts, devices, API keys) committed.
+    pub directory_writes: u64,
+}
+
+/// Accounts, devices and API keys.
+pub trait Directory: Send + Sync {
+    /// `Conflict("realm")` when the realm (case-insensitive) is taken, `Conflict("id")` when the id is.
+    fn create_account(&self, account: &Account) -> Result<()>;
+    /// `NotFound` when missing; same conflict rule as create.
+    fn update_account(&self, account: &Account) -> Result<()>;
+    /// Deletes the account with its devices, bindings and API keys (its events stay in the
+    /// history; child accounts are not touched). `NotFound` when missing.
+    fn delete_account(&self, id: &str) -> Result<()>;
+    fn account(&self, id: &str) -> Result<Option<Account>>;
+    /// Case-insensitive.
+    fn account_by_realm(&self, realm: &str) -> Result<Option<Account>>;
+    /// All accounts, sorted by id.
+    fn accounts(&self) -> Result<Vec<Account>>;
+    /// `NotFound` when the account does not exist; `Conflict("sip.username")` when another
+    /// password device of the account has the same username (case-insensitive);
+    /// `Conflict("id")` when the id is taken.
+    fn create_device(&self, device: &Device) -> Result<()>;
+    /// Replaces the whole device. `NotFound` when missing; same conflict rule as create.
+    fn update_device(&self, device: &Device) -> Result<()>;
+    /// Deletes the device and its bindings. `NotFound` when missing.
+    fn delete_device(&self, id: &str) -> Result<()>;
+    fn device(&self, id: &str) -> Result<Option<Device>>;
+    /// Case-insensitive. When several devices share the username (only one can use
+    /// `method: password`), the password device wins.
+    fn device_by_username(&self, account_id: &str, username: &str) -> Result<Option<Device>>;
+    /// Devices whose `sip.ip` is exactly `ip`, sorted by id.
+    fn devices_by_ip(&self, ip: &str) -> Result<Vec<Device>>;
+    /// The account's devices, sorted by id.
+    fn devices(&self, account_id: &str) -> Result<Vec<Device>>;
+    /// Devices of every account with `modified_ms >= since_ms` (inclusive, so a refresh at the
+    /// same millisecond as a write misses nothing), sorted by id.
+    fn devices_modified_since(&self, since_ms: UnixMillis) -> Result<Vec<Device>>;
+    /// `Conflict("api_key")` when the hash exists, `Conflict("id")` when the id does.
+    fn create_api_key(&self, key: &ApiKey) -> Result<()>;
+    fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    /// The account's keys, sorted by id.
+    fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>>;
+    /// `NotFound` when missing.
+    fn delete_api_key(&self, id: &str) -> Result<()>;
+}
+
+/// The bindings.
+pub trait Location: Send + Sync {
+    /// Applies the changes atomically; the future resolves once they are durable (committed).
+    /// The ids assigned to the `AppendEvent` changes are returned in their order.
+    fn commit(&self, changes: Vec<Change>) -> CommitFuture;
+    /// Every binding, expired or not (the caller sweeps), sorted by (device_id, key).
+    fn bindings(&self) -> Result<Vec<Binding>>;
+    /// The device's bindings, sorted by key.
+    fn device_bindings(&self, device_id: &str) -> Result<Vec<Binding>>;
+    /// Bindings with `expires_at_ms <= now_ms`, soonest first.
+    fn expired_bindings(&self, now_ms: UnixMillis) -> Result<Vec<Binding>>;
+}
+
+/// The event history.
+pub trait History: Send + Sync {
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
+}
+
+/// A complete backend.
+pub trait Store: Directory + Location + History {}
+
+impl<T: Directory + Location + History + ?Sized> Store for T {}
+
+/// The outcome of [`Location::commit`]: the event ids, once the changes are durable.
+///
+/// Dropping it does not cancel the commit. [`CommitFuture::wait`] blocks a plain thread on it.
+#[must_use = "the changes are durable only once this resolves"]
+pub struct CommitFuture {
+    inner: CommitInner,
+}
+
+enum CommitInner {
+    Channel(oneshot::Receiver<Result<Vec<i64>>>),
+    Boxed(Pin<Box<dyn Future<Output = Result<Vec<i64>>> + Send>>),
+    Ready(Option<Result<Vec<i64>>>),
+}
+
+impl CommitFuture {
+    /// Resolves with what the sender sends; `Closed` when it is dropped unanswered.
+    pub fn from_receiver(receiver: oneshot::Receiver<Result<Vec<i64>>>) -> Self {
+        CommitFuture {
+            inner: CommitInner::Channel(receiver),
+        }
+    }
+
+    /// Wraps any future (for backends with an async client).
+    pub fn new(future: impl Future<Output = Result<Vec<i64>>> + Send + 'static) -> Self {
+        CommitFuture {
+            inner: CommitInner::Boxed(Box::pin(future)),
+        }
+    }
+
+    /// Already resolved.
+    pub fn ready(result: Result<Vec<i64>>) -> Self {
+        CommitFuture {
+            inner: CommitInner::Ready(Some(result)),
+        }
+    }
+
+    /// Blocks the current thread until the commit resolves. Do not call it on an async
+    /// runtime's worker thread.
+    pub fn wait(self) -> Result<Vec<i64>> {
+        block_on(self)
+    }
+}
+
+impl Future for CommitFuture {
+    type Output = Result<Vec<i64>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            CommitInner::Channel(receiver) => Pin::new(receiver)
+                .poll(cx)
+                .map(|received| received.unwrap_or(Err(StoreError::Closed))),
+            CommitInner::Boxed(future) => future.as_mut().poll(cx),
+            CommitInner::Ready(result) => {
+                Poll::Ready(result.take().unwrap_or(Err(StoreError::Closed)))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for CommitFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommitFuture").finish_non_exhaustive()
+    }
+}
+
+/// Drives a future on the current thread, parking between polls.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unparker(std::thread::Thread);
+    impl Wake for Unparker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unparker(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_hash_is_sha256_hex() {
+        assert_eq!(
+            ApiKey::hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn commit_future_resolves_from_every_source() {
+        assert_eq!(CommitFuture::ready(Ok(vec![1])).wait(), Ok(vec![1]));
+        assert_eq!(CommitFuture::new(async { Ok(vec![2]) }).wait(), Ok(vec![2]));
+        let (sender, receiver) = oneshot::channel();
+        let waiter = std::thread::spawn(move || CommitFuture::from_receiver(receiver).wait());
+        sender.send(Ok(vec![3])).expect("receiver alive");
+        assert_eq!(waiter.join().expect("no panic"), Ok(vec![3]));
+        let (sender, receiver) = oneshot::channel::<Result<Vec<i64>>>();
+        drop(sender);
+        assert_eq!(
+            CommitFuture::from_receiver(receiver).wait(),
+            Err(StoreError::Closed)
+        );
+    }
+}

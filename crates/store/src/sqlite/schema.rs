@@ -1,0 +1,182 @@
+//! Numbered schema migrations, applied in order and recorded in `schema_migrations`.
+//!
+//! A migration, once released, is never edited: a change to the schema is a new entry at the
+//! end of [`MIGRATIONS`].
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::{Result, StoreError};
+
+use super::sql_error;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("migrations/0001_initial.sql"),
+}];
+
+/// Brings the database up to the last of `migrations`, all pending ones in one transaction
+/// (taken with the write lock, so two processes opening a fresh database do not race).
+/// Returns the versions applied. Refuses a database migrated by a newer build.
+pub(crate) fn migrate(connection: &mut Connection, migrations: &[Migration]) -> Result<Vec<i64>> {
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    transaction
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    INTEGER PRIMARY KEY NOT NULL,
+                name       TEXT NOT NULL,
+                applied_ms INTEGER NOT NULL
+            )",
+        )
+        .map_err(sql_error)?;
+    let current: i64 = transaction
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(sql_error)?;
+    let latest = migrations.last().map_or(0, |migration| migration.version);
+    if current > latest {
+        return Err(StoreError::Backend(format!(
+            "database schema version {current} is newer than this build knows ({latest})"
+        )));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        });
+    let mut applied = Vec::new();
+    for migration in migrations
+        .iter()
+        .filter(|migration| migration.version > current)
+    {
+        transaction.execute_batch(migration.sql).map_err(|error| {
+            StoreError::Backend(format!(
+                "migration {} ({}): {error}",
+                migration.version, migration.name
+            ))
+        })?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![migration.version, migration.name, now_ms],
+            )
+            .map_err(sql_error)?;
+        applied.push(migration.version);
+    }
+    transaction.commit().map_err(sql_error)?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied schema migrations");
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRST: Migration = Migration {
+        version: 1,
+        name: "one",
+        sql: "CREATE TABLE one (x INTEGER);",
+    };
+    const SECOND: Migration = Migration {
+        version: 2,
+        name: "two",
+        sql: "CREATE TABLE two (y INTEGER);",
+    };
+    const BROKEN: Migration = Migration {
+        version: 3,
+        name: "broken",
+        sql: "CREATE TABLE one (x INTEGER);",
+    };
+
+    fn versions(connection: &Connection) -> Vec<i64> {
+        let mut statement = connection
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .expect("prepare");
+        statement
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn real_migrations_are_numbered_in_order() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, i64::try_from(index).expect("small") + 1);
+        }
+    }
+
+    #[test]
+    fn real_migrations_apply_to_an_empty_database() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        let applied = migrate(&mut connection, MIGRATIONS).expect("migrate");
+        assert_eq!(applied.len(), MIGRATIONS.len());
+        assert!(
+            migrate(&mut connection, MIGRATIONS)
+                .expect("again")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn applies_only_pending_migrations_in_order() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        assert_eq!(migrate(&mut connection, &[FIRST]).expect("first"), vec![1]);
+        assert_eq!(
+            migrate(&mut connection, &[FIRST, SECOND]).expect("second"),
+            vec![2]
+        );
+        assert!(
+            migrate(&mut connection, &[FIRST, SECOND])
+                .expect("nothing")
+                .is_empty()
+        );
+        assert_eq!(versions(&connection), vec![1, 2]);
+        connection
+            .execute("INSERT INTO two (y) VALUES (1)", [])
+            .expect("table two exists");
+    }
+
+    #[test]
+    fn a_failing_migration_applies_nothing_of_its_run() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        migrate(&mut connection, &[FIRST]).expect("first");
+        let error = migrate(&mut connection, &[FIRST, SECOND, BROKEN]).expect_err("broken");
+        assert!(
+            matches!(&error, StoreError::Backend(message) if message.contains("migration 3")),
+            "{error}"
+        );
+        assert_eq!(versions(&connection), vec![1]);
+        assert!(
+            connection
+                .execute("INSERT INTO two (y) VALUES (1)", [])
+                .is_err(),
+            "two rolled back"
+        );
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_build() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        migrate(&mut connection, &[FIRST, SECOND]).expect("both");
+        let error = migrate(&mut connection, &[FIRST]).expect_err("newer");
+        assert!(
+            matches!(&error, StoreError::Backend(message) if message.contains("newer")),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! Configuration: defaults, then a TOML file, then `SWITCHBOARD_*` environment variables,
+//! then command-line flags. Unknown keys (in the file or as `SWITCHBOARD_*` variables) are
+//! errors, so a typo never silently falls back to a default. Every default is written down
+//! here, once, and in `switchboard.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use switchboard_registrar::{Algorithm, ChallengeStyle, RegistrarConfig};
+use switchboard_runtime::{Listen, ServerConfig};
+use switchboard_store::Synchronous;
+
+/// The file's shape. Every field is optional: absent means "the default".
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub http_listen: Option<String>,
+    pub sip_listen: Option<Vec<String>>,
+    pub sip_aliases: Option<Vec<String>>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub registrar: RegistrarSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSection {
+    pub min_expires: Option<u32>,
+    pub default_expires: Option<u32>,
+    pub max_expires: Option<u32>,
+    pub max_contacts: Option<usize>,
+    /// `401` (WWW-Authenticate, default) or `407` (Proxy-Authenticate).
+    pub challenge: Option<u16>,
+    /// Offered digest algorithms, preferred first: `MD5`, `SHA-256`.
+    pub algorithms: Option<Vec<String>>,
+    /// Seconds a nonce stays valid.
+    pub nonce_lifetime: Option<u32>,
+    /// Accept digest responses without qop (RFC 2069 phones).
+    pub allow_legacy_digest: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `full` (default: an acknowledged REGISTER survives power loss) or `normal` (survives a
+    /// crash of the process).
+    pub synchronous: Option<String>,
+}
+
+/// Environment variables that are configuration, and where they go.
+const ENV_KEYS: &[(&str, &str, Kind)] = &[
+    ("SWITCHBOARD_DATA_DIR", "data_dir", Kind::Text),
+    ("SWITCHBOARD_HTTP_LISTEN", "http_listen", Kind::Text),
+    ("SWITCHBOARD_SIP_LISTEN", "sip_listen", Kind::List),
+    ("SWITCHBOARD_SIP_ALIASES", "sip_aliases", Kind::List),
+    ("SWITCHBOARD_LOG_FORMAT", "log_format", Kind::Text),
+    ("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "registrar.min_expires", Kind::Integer),
+    ("SWITCHBOARD_REGISTRAR_DEFAULT_EXPIRES", "registrar.default_expires", Kind::Integer),
+    ("SWITCHBOARD_REGISTRAR_MAX_EXPIRES", "registrar.max_expires", Kind::Integer),
+    ("SWITCHBOARD_REGISTRAR_MAX_CONTACTS", "registrar.max_contacts", Kind::Integer),
+    ("SWITCHBOARD_REGISTRAR_CHALLENGE", "registrar.challenge", Kind::Integer),
+    ("SWITCHBOARD_REGISTRAR_ALGORITHMS", "registrar.algorithms", Kind::List),
+    ("SWITCHBOARD_REGISTRAR_NONCE_LIFETIME", "registrar.nonce_lifetime", Kind::Integer),
+    ("SWITCHBOARD_REGISTRAR_ALLOW_LEGACY_DIGEST", "registrar.allow_legacy_digest", Kind::Bool),
+    ("SWITCHBOARD_STORAGE_SYNCHRONOUS", "storage.synchronous", Kind::Text),
+];
+
+/// `SWITCHBOARD_*` variables that are not configuration keys.
+const ENV_OTHER: &[&str] = &[
+    "SWITCHBOARD_CONFIG",
+    "SWITCHBOARD_LOG",
+    "SWITCHBOARD_BOOTSTRAP_API_KEY",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+    Bool,
+    List,
+}
+
+/// Reads the file (when given) and overlays the environment.
+pub fn load(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<FileConfig> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            text.parse::<toml::Table>()
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    for (name, value) in env {
+        if !name.starts_with("SWITCHBOARD_") || ENV_OTHER.contains(&name.as_str()) {
+            continue;
+        }
+        let Some((_, path, kind)) = ENV_KEYS.iter().find(|(key, _, _)| key == name) else {
+            bail!(
+                "unknown configuration variable {name}; known: {}",
+                ENV_KEYS
+                    .iter()
+                    .map(|(key, _, _)| *key)
+                    .chain(ENV_OTHER.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let value = match kind {
+            Kind::Text => toml::Value::String(value.clone()),
+            Kind::Integer => toml::Value::Integer(
+                value
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{name}: '{value}' is not a whole number"))?,
+            ),
+            Kind::Bool => toml::Value::Boolean(
+                value
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{name}: '{value}' is not true or false"))?,
+            ),
+            Kind::List => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
+        };
+        set_path(&mut table, path, value);
+    }
+    let config: FileConfig = toml::Value::Table(table)
+        .try_into()
+        .map_err(|error: toml::de::Error| anyhow::anyhow!("invalid configuration: {error}"))?;
+    Ok(config)
+}
+
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    match path.split_once('.') {
+        Some((section, rest)) => {
+            let entry = table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = entry {
+                set_path(inner, rest, value);
+            }
+        }
+        None => {
+            table.insert(path.to_owned(), value);
+        }
+    }
+}
+
+/// The settings the binary runs with, every default filled in.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub log_json: bool,
+    pub synchronous: Synchronous,
+    pub server: ServerConfig,
+}
+
+/// Command-line overrides.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub sip_listen: Vec<String>,
+    pub http_listen: Option<String>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8000";
+pub const DEFAULT_SIP_LISTEN: &[&str] = &["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"];
+
+impl Settings {
+    pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Settings> {
+        let data_dir = overrides
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let http_text = overrides
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
+        let http_listen: SocketAddr = http_text
+            .parse()
+            .with_context(|| format!("http_listen '{http_text}' is not HOST:PORT"))?;
+        let sip_specs = if !overrides.sip_listen.is_empty() {
+            overrides.sip_listen
+        } else {
+            file.sip_listen.unwrap_or_else(|| {
+                DEFAULT_SIP_LISTEN.iter().map(|s| (*s).to_owned()).collect()
+            })
+        };
+        if sip_specs.is_empty() {
+            bail!("sip_listen is empty: at least one SIP listener is needed");
+        }
+        let sip_listen = sip_specs
+            .iter()
+            .map(|spec| spec.parse::<Listen>().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let log_json = match file.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => bail!("log_format '{other}': expected text or json"),
+        };
+        let synchronous = match file.storage.synchronous.as_deref() {
+            None | Some("full") => Synchronous::Full,
+            Some("normal") => Synchronous::Normal,
+            Some(other) => bail!("storage.synchronous '{other}': expected full or normal"),
+        };
+        let registrar = registrar_config(&file.registrar)?;
+        let server = ServerConfig {
+            sip_listen,
+            aliases: file.sip_aliases.unwrap_or_default(),
+            registrar,
+            nonce_lifetime_secs: file.registrar.nonce_lifetime.unwrap_or(300),
+            ..ServerConfig::default()
+        };
+        if server.nonce_lifetime_secs < 10 {
+            bail!("registrar.nonce_lifetime must be at least 10 seconds");
+        }
+        Ok(Settings {
+            data_dir,
+            http_listen,
+            log_json,
+            synchronous,
+            server,
+        })
+    }
+
+    /// How long shutdown waits for requests in flight.
+    pub fn drain_period(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfig> {
+    let defaults = RegistrarConfig::default();
+    let min_expires = section.min_expires.unwrap_or(defaults.min_expires);
+    let max_expires = section.max_expires.unwrap_or(defaults.max_expires);
+    let default_expires = section.default_expires.unwrap_or(defaults.default_expires);
+    if min_expires > max_expires {
+        bail!("registrar.min_expires ({min_expires}) is above registrar.max_expires ({max_expires})");
+    }
+    if !(min_expires..=max_expires).contains(&default_expires) {
+        bail!(
+            "registrar.default_expires ({default_expires}) must lie between min_expires ({min_expires}) and max_expires ({max_expires})"
+        );
+    }
+    let challenge = match section.challenge {
+        None | Some(401) => ChallengeStyle::Www,
+        Some(407) => ChallengeStyle::Proxy,
+        Some(other) => bail!("registrar.challenge {other}: expected 401 or 407"),
+    };
+    let algorithms = match &section.algorithms {
+        None => defaults.algorithms.clone(),
+        Some(names) => {
+            let mut algorithms = Vec::new();
+            for name in names {
+                match Algorithm::parse(Some(name)) {
+                    Some(algorithm @ (Algorithm::Md5 | Algorithm::Sha256)) => {
+                        algorithms.push(algorithm);
+                    }
+                    _ => bail!("registrar.algorithms: '{name}' is not MD5 or SHA-256"),
+                }
+            }
+            if algorithms.is_empty() {
+                bail!("registrar.algorithms is empty");
+            }
+            algorithms
+        }
+    };
+    let max_contacts = section.max_contacts.unwrap_or(defaults.max_contacts);
+    if max_contacts == 0 {
+        bail!("registrar.max_contacts must be at least 1");
+    }
+    Ok(RegistrarConfig {
+        min_expires,
+        default_expires,
+        max_expires,
+        max_contacts,
+        challenge,
+        algorithms,
+        allow_legacy_digest: section
+            .allow_legacy_digest
+            .unwrap_or(defaults.allow_legacy_digest),
+        ..defaults
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let settings =
+            Settings::resolve(load(None, &[]).expect("empty"), Overrides::default()).expect("ok");
+        assert_eq!(settings.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(settings.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(settings.server.sip_listen.len(), 2);
+        assert_eq!(settings.server.registrar.min_expires, 60);
+        assert_eq!(settings.server.registrar.max_expires, 3600);
+        assert_eq!(settings.server.registrar.max_contacts, 1);
+        assert_eq!(settings.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../switchboard.example.toml");
+        let file = load(Some(&path), &[]).expect("example config parses");
+        let settings = Settings::resolve(file, Overrides::default()).expect("example resolves");
+        assert_eq!(settings.server.registrar.challenge, ChallengeStyle::Www);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[registrar]\nmin_expire = 30\n").expect("write");
+        let error = load(Some(&path), &[]).expect_err("typo must fail");
+        assert!(error.to_string().contains("min_expire"), "{error}");
+        let error = load(None, &env(&[("SWITCHBOARD_DATADIR", "/x")])).expect_err("unknown env");
+        assert!(error.to_string().contains("SWITCHBOARD_DATADIR"), "{error}");
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nsip_listen = [\"udp:127.0.0.1:5070\"]\n[registrar]\nmin_expires = 30\nmax_contacts = 3\n",
+        )
+        .expect("write");
+        let file = load(
+            Some(&path),
+            &env(&[
+                ("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "45"),
+                ("SWITCHBOARD_DATA_DIR", "/from/env"),
+                ("SWITCHBOARD_BOOTSTRAP_API_KEY", "not config"),
+            ]),
+        )
+        .expect("loads");
+        let settings = Settings::resolve(
+            file,
+            Overrides {
+                data_dir: Some(PathBuf::from("/from/flag")),
+                ..Overrides::default()
+            },
+        )
+        .expect("resolves");
+        assert_eq!(settings.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(settings.server.registrar.min_expires, 45);
+        assert_eq!(settings.server.registrar.max_contacts, 3);
+        assert_eq!(settings.server.sip_listen.len(), 1);
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let bad = |pairs: &[(&str, &str)]| {
+            load(None, &env(pairs))
+                .and_then(|file| Settings::resolve(file, Overrides::default()))
+                .expect_err("must fail")
+                .to_string()
+        };
+        assert!(bad(&[("SWITCHBOARD_REGISTRAR_CHALLENGE", "403")]).contains("401 or 407"));
+        assert!(bad(&[("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "soon")]).contains("whole number"));
+        assert!(bad(&[("SWITCHBOARD_SIP_LISTEN", "sctp:1.2.3.4:5060")]).contains("sctp"));
+        assert!(bad(&[("SWITCHBOARD_REGISTRAR_ALGORITHMS", "SHA-1")]).contains("SHA-1"));
+        assert!(
+            bad(&[("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "4000")]).contains("max_expires")
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! The end-to-end harness: the real `switchboard` binary on loopback ports, driven by real
+//! clients (`sipp`, raw sockets, plain HTTP). Every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REALM: &str = "acme.test";
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_switchboard")
+}
+
+/// Whether external tools (sipp) must be present: CI sets SWITCHBOARD_REQUIRE_EXTERNAL=1 so a
+/// missing tool fails the run instead of skipping.
+pub fn sipp_available() -> bool {
+    let found = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        let required = std::env::var("SWITCHBOARD_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
+            || std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!required, "sipp is required (apt-get install sip-tester) but not found");
+        eprintln!("SKIPPED: sipp not installed (apt-get install sip-tester)");
+    }
+    found
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair found");
+}
+
+/// A data directory with an account and devices, and a server process on it.
+pub struct Switchboard {
+    pub dir: tempfile::TempDir,
+    pub sip_port: u16,
+    pub http_port: u16,
+    pub account_id: String,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Switchboard {
+    /// Creates the data directory and the account (not yet running).
+    pub fn prepare(env: &[(&str, &str)]) -> Switchboard {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut board = Switchboard {
+            dir,
+            sip_port: free_port(),
+            http_port: free_port(),
+            account_id: String::new(),
+            child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let account = board.cli(&["account", "create", "--name", "Acme", "--realm", REALM]);
+        board.account_id = account["id"].as_str().expect("account id").to_owned();
+        board
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs a CLI command against the data directory and returns its JSON output.
+    pub fn cli(&self, args: &[&str]) -> serde_json::Value {
+        let output = Command::new(binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .envs(self.env.iter().cloned())
+            .output()
+            .expect("run switchboard cli");
+        assert!(
+            output.status.success(),
+            "switchboard {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("cli prints json")
+    }
+
+    /// Creates a device; returns its id.
+    pub fn device(&self, username: &str, password: &str) -> String {
+        let device = self.cli(&[
+            "device",
+            "create",
+            "--account",
+            &self.account_id,
+            "--name",
+            username,
+            "--username",
+            username,
+            "--password",
+            password,
+        ]);
+        device["id"].as_str().expect("device id").to_owned()
+    }
+
+    /// Starts `switchboard serve` and waits (bounded) until it answers on HTTP.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let child = Command::new(binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("--sip-listen")
+            .arg(format!("udp:127.0.0.1:{}", self.sip_port))
+            .arg("--sip-listen")
+            .arg(format!("tcp:127.0.0.1:{}", self.sip_port))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn switchboard serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some((200, _)) = self.http_get("/healthz") {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("switchboard exited early ({status}):\n{}", self.log());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("switchboard did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited with success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// A plain HTTP/1.1 GET; `(status, body)`.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        Some((status, body))
+    }
+
+    /// Writes a SIPp injection file for `(user, password)` pairs in our realm.
+    pub fn users_csv(&self, name: &str, users: &[(&str, &str)], realm: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let mut text = String::from("SEQUENTIAL\n");
+        for (user, password) in users {
+            text.push_str(&format!(
+                "{user};{realm};[authentication username={user} password={password}];{password}\n"
+            ));
+        }
+        std::fs::write(&path, text).expect("write csv");
+        path
+    }
+
+    /// Runs one SIPp scenario (`tests/sipp/NAME.xml`) once per user line, over `transport`
+    /// (`u1` or `t1`); returns whether every call succeeded, with SIPp's output on failure.
+    pub fn sipp(&self, scenario: &str, csv: &Path, transport: &str, calls: usize) -> Result<(), String> {
+        self.sipp_from(free_port(), scenario, csv, transport, calls)
+    }
+
+    /// [`Switchboard::sipp`] from a chosen local port (the Contact stays the same across runs).
+    pub fn sipp_from(
+        &self,
+        local_port: u16,
+        scenario: &str,
+        csv: &Path,
+        transport: &str,
+        calls: usize,
+    ) -> Result<(), String> {
+        let scenario_path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/sipp/{scenario}.xml"));
+        let output = Command::new("timeout")
+            .arg("30")
+            .arg("sipp")
+            .arg("-sf")
+            .arg(&scenario_path)
+            .arg("-inf")
+            .arg(csv)
+            .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
+            .args(["-t", transport, "-m", &calls.to_string(), "-r", "50"])
+            .args(["-timeout", "20s", "-timeout_error", "-nostdin"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(self.dir.path().join(format!("{scenario}-errors.log")))
+            .arg(format!("127.0.0.1:{}", self.sip_port))
+            .current_dir(self.dir.path())
+            .output()
+            .map_err(|e| format!("cannot run sipp: {e}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let errors = std::fs::read_to_string(self.dir.path().join(format!("{scenario}-errors.log")))
+            .unwrap_or_default();
+        Err(format!(
+            "sipp {scenario} over {transport} failed ({}):\n{}\n--- sipp errors ---\n{errors}\n--- server log ---\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        ))
+    }
+
+    pub fn store(&self) -> std::sync::Arc<switchboard_store::SqliteStore> {
+        switchboard_store::SqliteStore::open(self.dir.path(), Default::default())
+            .expect("open store")
+    }
+}
+
+impl Drop for Switchboard {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
