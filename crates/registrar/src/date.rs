@@ -43,8 +43,14 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(1_289_690_940_000), "Sat, 13 Nov 2010 23:29:00 GMT");
+        assert_eq!(
+            http_date(1_289_690_940_000),
+            "Sat, 13 Nov 2010 23:29:00 GMT"
+        );
         assert_eq!(http_date(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(http_date(1_796_083_200_500), "Tue, 01 Dec 2026 00:00:00 GMT");
+        assert_eq!(
+            http_date(1_796_083_200_500),
+            "Tue, 01 Dec 2026 00:00:00 GMT"
+        );
     }
 }

@@ -162,7 +162,11 @@ pub fn expected_response(ha1_plain: &HexDigest, input: &ResponseInput<'_>) -> He
         let cnonce = input.qop.map(|(_, _, cnonce)| cnonce).unwrap_or("");
         session_ha1 = hash_parts(
             algorithm,
-            &[ha1_plain.as_bytes(), input.nonce.as_bytes(), cnonce.as_bytes()],
+            &[
+                ha1_plain.as_bytes(),
+                input.nonce.as_bytes(),
+                cnonce.as_bytes(),
+            ],
         );
         session_ha1.as_bytes()
     } else {
@@ -411,7 +415,12 @@ mod tests {
     #[test]
     fn rfc2617_example_response() {
         // RFC 2617 §3.5 (HTTP example; method GET).
-        let ha1 = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let ha1 = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
         let expected = expected_response(
             &ha1,
             &ResponseInput {
@@ -439,7 +448,12 @@ mod tests {
     #[test]
     fn rfc7616_sha256_example_response() {
         // RFC 7616 §3.9.1.
-        let ha1 = ha1(Algorithm::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life");
+        let ha1 = ha1(
+            Algorithm::Sha256,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+        );
         let expected = expected_response(
             &ha1,
             &ResponseInput {
@@ -447,7 +461,11 @@ mod tests {
                 method: "GET",
                 uri: "/dir/index.html",
                 nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
-                qop: Some(("auth", "00000001", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")),
+                qop: Some((
+                    "auth",
+                    "00000001",
+                    "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+                )),
             },
         );
         assert_eq!(
@@ -460,7 +478,10 @@ mod tests {
     fn algorithm_names() {
         assert_eq!(Algorithm::parse(None), Some(Algorithm::Md5));
         assert_eq!(Algorithm::parse(Some("sha-256")), Some(Algorithm::Sha256));
-        assert_eq!(Algorithm::parse(Some("\"MD5-sess\"")), Some(Algorithm::Md5Sess));
+        assert_eq!(
+            Algorithm::parse(Some("\"MD5-sess\"")),
+            Some(Algorithm::Md5Sess)
+        );
         assert_eq!(Algorithm::parse(Some("SHA-512-256")), None);
     }
 
@@ -477,12 +498,21 @@ mod tests {
             manager.check(&text, "acme.example", 1_000_000 + 301_000),
             NonceCheck::Stale
         );
-        assert_eq!(manager.check(&text, "other.example", 1_000_000), NonceCheck::Invalid);
+        assert_eq!(
+            manager.check(&text, "other.example", 1_000_000),
+            NonceCheck::Invalid
+        );
         let mut tampered = text.clone().into_bytes();
         tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).expect("ascii");
-        assert_eq!(manager.check(&tampered, "acme.example", 1_000_000), NonceCheck::Invalid);
-        assert_eq!(manager.check("short", "acme.example", 1_000_000), NonceCheck::Invalid);
+        assert_eq!(
+            manager.check(&tampered, "acme.example", 1_000_000),
+            NonceCheck::Invalid
+        );
+        assert_eq!(
+            manager.check("short", "acme.example", 1_000_000),
+            NonceCheck::Invalid
+        );
         // Another node with the same secret verifies it.
         let other_node = NonceManager::new([7; 32], 300, 16, 99);
         assert_eq!(
@@ -490,7 +520,10 @@ mod tests {
             NonceCheck::Fresh { sequence: 1 }
         );
         let stranger = NonceManager::new([8; 32], 300, 16, 1);
-        assert_eq!(stranger.check(&text, "acme.example", 1_000_000), NonceCheck::Invalid);
+        assert_eq!(
+            stranger.check(&text, "acme.example", 1_000_000),
+            NonceCheck::Invalid
+        );
     }
 
     #[test]

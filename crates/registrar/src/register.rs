@@ -188,9 +188,7 @@ impl Registrar {
         msg: &Message<'a>,
         is_local: impl Fn(&str, Option<u16>) -> bool,
     ) -> Result<Inspected<'a>, Refusal> {
-        let request = msg
-            .request()
-            .ok_or(Refusal::BadRequest("Bad Request"))?;
+        let request = msg.request().ok_or(Refusal::BadRequest("Bad Request"))?;
         let to = msg
             .to()
             .map_err(|_| Refusal::BadRequest("Bad Request (To)"))?;
@@ -214,7 +212,9 @@ impl Registrar {
         if !request_uri.is_sip() {
             return Err(Refusal::BadRequest("Bad Request (Request-URI)"));
         }
-        if request_uri.user.is_some_and(|u| !u.is_empty()) && !request_uri.host.eq_ignore_ascii_case(realm) {
+        if request_uri.user.is_some_and(|u| !u.is_empty())
+            && !request_uri.host.eq_ignore_ascii_case(realm)
+        {
             // RFC 3261 §10.2: the Request-URI of a REGISTER has no user part; be liberal
             // and tolerate one only when the host is the realm.
             return Err(Refusal::BadRequest("Bad Request (Request-URI)"));
@@ -263,9 +263,10 @@ impl Registrar {
                 )
             };
         }
-        let (Some(username), Some(password)) =
-            (device.sip.username.as_deref(), device.sip.password.as_deref())
-        else {
+        let (Some(username), Some(password)) = (
+            device.sip.username.as_deref(),
+            device.sip.password.as_deref(),
+        ) else {
             return refused(
                 Refusal::Forbidden("Forbidden (device has no credentials)"),
                 None,
@@ -455,7 +456,9 @@ impl Registrar {
             }
             Contacts::Star => {
                 if header_expires != Some(0) {
-                    return Err(Refusal::BadRequest("Bad Request (Contact * needs Expires: 0)"));
+                    return Err(Refusal::BadRequest(
+                        "Bad Request (Contact * needs Expires: 0)",
+                    ));
                 }
                 let same_call = next
                     .iter()
@@ -671,7 +674,10 @@ fn parse_delta(text: &str) -> Option<u32> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(text.parse::<u64>().map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX)))
+    Some(
+        text.parse::<u64>()
+            .map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX)),
+    )
 }
 
 /// `q` (RFC 3261 §20.10): 0 to 1 with up to three decimals, in thousandths.
@@ -708,7 +714,7 @@ fn clean_instance(value: &str) -> String {
 /// Header text for storage: folding collapsed, control characters dropped.
 fn clean_text(value: &str) -> String {
     value
-        .split(|c: char| c == '\r' || c == '\n')
+        .split(['\r', '\n'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()

@@ -70,10 +70,13 @@ impl DirectoryCache {
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         maps.accounts
             .retain(|_, existing| existing.id != account.id);
-        maps.accounts.insert(account.realm.to_ascii_lowercase(), account);
+        maps.accounts
+            .insert(account.realm.to_ascii_lowercase(), account);
     }
 
-    fn put_device(&self, device: Device, account: Arc<Account>) -> Arc<CachedDevice> {
+    fn put_device(&self, mut device: Device, account: Arc<Account>) -> Arc<CachedDevice> {
+        // The registrar needs the typed fields only; the whole document stays in the store.
+        device.document = serde_json::Value::Null;
         let ha1 = match (&device.sip.username, &device.sip.password) {
             (Some(user), Some(password)) => Some(Ha1Cache::new(user, &account.realm, password)),
             _ => None,
@@ -94,10 +97,10 @@ impl DirectoryCache {
             ha1,
         });
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old_key) = maps.device_keys.insert(id, key.clone()) {
-            if old_key != key {
-                maps.devices.remove(&old_key);
-            }
+        if let Some(old_key) = maps.device_keys.insert(id, key.clone())
+            && old_key != key
+        {
+            maps.devices.remove(&old_key);
         }
         maps.devices.insert(key, cached.clone());
         cached

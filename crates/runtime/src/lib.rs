@@ -11,9 +11,9 @@ pub mod clock;
 pub mod directory;
 pub mod location;
 pub mod service;
+pub mod tracker;
 pub mod transaction;
 pub mod transport;
-pub mod tracker;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -149,15 +149,16 @@ impl Server {
             let directory = directory.clone();
             let store = store.clone();
             let bindings = bindings.clone();
-            let loaded = tokio::task::spawn_blocking(move || -> Result<(usize, usize), StoreError> {
-                let devices = directory.load_all()?;
-                let stored = store.bindings()?;
-                let count = stored.len();
-                bindings.load(stored);
-                Ok((devices, count))
-            })
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+            let loaded =
+                tokio::task::spawn_blocking(move || -> Result<(usize, usize), StoreError> {
+                    let devices = directory.load_all()?;
+                    let stored = store.bindings()?;
+                    let count = stored.len();
+                    bindings.load(stored);
+                    Ok((devices, count))
+                })
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))??;
             info!(devices = loaded.0, bindings = loaded.1, "state loaded");
         }
 
@@ -169,12 +170,13 @@ impl Server {
         for listen in &config.sip_listen {
             match listen.transport {
                 Transport::Udp => {
-                    let socket = UdpSocket::bind(listen.addr)
-                        .await
-                        .map_err(|source| StartError::Bind {
-                            listen: *listen,
-                            source,
-                        })?;
+                    let socket =
+                        UdpSocket::bind(listen.addr)
+                            .await
+                            .map_err(|source| StartError::Bind {
+                                listen: *listen,
+                                source,
+                            })?;
                     let addr = socket.local_addr().map_err(|source| StartError::Bind {
                         listen: *listen,
                         source,
@@ -186,12 +188,12 @@ impl Server {
                     udp_sockets.push(Arc::new(socket));
                 }
                 _ => {
-                    let listener = TcpListener::bind(listen.addr)
-                        .await
-                        .map_err(|source| StartError::Bind {
+                    let listener = TcpListener::bind(listen.addr).await.map_err(|source| {
+                        StartError::Bind {
                             listen: *listen,
                             source,
-                        })?;
+                        }
+                    })?;
                     let addr = listener.local_addr().map_err(|source| StartError::Bind {
                         listen: *listen,
                         source,

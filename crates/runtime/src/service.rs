@@ -147,11 +147,12 @@ impl SipService {
                 return None;
             }
             let unsupported = rejection.unsupported.join(", ");
-            let bytes = self.simple_response(&msg, &origin, rejection.status, rejection.reason, |w| {
-                if !unsupported.is_empty() {
-                    w.header("Unsupported", &unsupported);
-                }
-            });
+            let bytes =
+                self.simple_response(&msg, &origin, rejection.status, rejection.reason, |w| {
+                    if !unsupported.is_empty() {
+                        w.header("Unsupported", &unsupported);
+                    }
+                });
             return Some(Outgoing { bytes, destination });
         }
         let bytes = match request.method {
@@ -192,12 +193,17 @@ impl SipService {
                     bump(&self.stats.retransmissions);
                     return None;
                 }
-                Begin::Answered(response) => {
+                Begin::Answered(Some(response)) => {
                     bump(&self.stats.retransmissions);
                     return Some(Outgoing {
                         bytes: response.to_vec(),
                         destination,
                     });
+                }
+                Begin::Answered(None) => {
+                    bump(&self.stats.retransmissions);
+                    let bytes = self.relist(msg, &origin).await?;
+                    return Some(Outgoing { bytes, destination });
                 }
             }
         }
@@ -265,6 +271,41 @@ impl SipService {
         self.bind(msg, &inspected, origin, &cached, now).await
     }
 
+    /// The 200 for a retransmission of an accepted REGISTER: the current bindings, without
+    /// authenticating or applying the request again (its nonce-count was already used).
+    async fn relist(&self, msg: &Message<'_>, origin: &Origin) -> Option<Vec<u8>> {
+        let now = now_ms();
+        let inspected = self
+            .registrar
+            .inspect(msg, |host, port| self.local.matches(host, port))
+            .ok()?;
+        let cached = self.find_device(&inspected).await?;
+        let bindings = self.bindings.device_bindings(&cached.device.id);
+        Some(self.ok_response(msg, origin, &bindings, now))
+    }
+
+    fn ok_response(
+        &self,
+        msg: &Message<'_>,
+        origin: &Origin,
+        bindings: &[switchboard_model::Binding],
+        now: i64,
+    ) -> Vec<u8> {
+        let date = http_date(now);
+        self.simple_response(msg, origin, 200, "OK", |w| {
+            for binding in bindings.iter().filter(|b| b.expires_at_ms > now) {
+                let value = format!(
+                    "<{}>{};expires={}",
+                    binding.contact,
+                    binding.contact_params,
+                    binding.remaining_secs(now)
+                );
+                w.header("Contact", &value);
+            }
+            w.header("Date", &date);
+        })
+    }
+
     /// Applies the registration under the device's shard lock, enqueues the commit there (so
     /// commits follow table order) and answers only once the commit is durable.
     async fn bind(
@@ -277,22 +318,10 @@ impl SipService {
     ) -> Vec<u8> {
         let device = &cached.device;
         let outcome = self.bindings.with_device(&device.id, |current| {
-            let registration =
-                self.registrar
-                    .apply(msg, inspected, origin, device, current, now)?;
-            let date = http_date(now);
-            let response = self.simple_response(msg, origin, 200, "OK", |w| {
-                for binding in &registration.bindings {
-                    let value = format!(
-                        "<{}>{};expires={}",
-                        binding.contact,
-                        binding.contact_params,
-                        binding.remaining_secs(now)
-                    );
-                    w.header("Contact", &value);
-                }
-                w.header("Date", &date);
-            });
+            let registration = self
+                .registrar
+                .apply(msg, inspected, origin, device, current, now)?;
+            let response = self.ok_response(msg, origin, &registration.bindings, now);
             *current = registration.bindings;
             let commit = if registration.changes.is_empty() {
                 None
@@ -334,7 +363,8 @@ impl SipService {
             .ok()
             .and_then(Result::ok);
         if let Some(stored) = stored {
-            self.bindings.with_device(device_id, |current| *current = stored);
+            self.bindings
+                .with_device(device_id, |current| *current = stored);
         }
     }
 
@@ -402,7 +432,8 @@ impl SipService {
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         let tag = to_tag(msg);
-        let mut writer = ResponseWriter::new(&mut out, code, reason, msg, origin.source, Some(&tag));
+        let mut writer =
+            ResponseWriter::new(&mut out, code, reason, msg, origin.source, Some(&tag));
         extra(&mut writer);
         writer.finish();
         out
@@ -462,7 +493,10 @@ fn to_tag(msg: &Message<'_>) -> String {
     let mut hasher = DefaultHasher::new();
     msg.call_id().ok().hash(&mut hasher);
     msg.cseq().ok().map(|c| c.number).hash(&mut hasher);
-    msg.top_via().ok().and_then(|v| v.branch()).hash(&mut hasher);
+    msg.top_via()
+        .ok()
+        .and_then(|v| v.branch())
+        .hash(&mut hasher);
     format!("sb{:016x}", hasher.finish())
 }
 

@@ -18,8 +18,16 @@ const PROCEEDING_LIMIT_MS: i64 = 32_000;
 
 #[derive(Debug)]
 enum Entry {
-    Proceeding { since_ms: UnixMillis },
-    Completed { response: Arc<[u8]>, at_ms: UnixMillis },
+    Proceeding {
+        since_ms: UnixMillis,
+    },
+    /// `response` is kept for the rare non-200 finals; a 200 is rebuilt from the binding table
+    /// (it lists the current bindings anyway), which keeps Timer J's memory at a few dozen
+    /// bytes per transaction instead of a whole response.
+    Completed {
+        response: Option<Arc<[u8]>>,
+        at_ms: UnixMillis,
+    },
 }
 
 /// What [`Transactions::begin`] found.
@@ -29,8 +37,9 @@ pub enum Begin {
     New,
     /// A retransmission of a request still being processed: absorb it.
     InProgress,
-    /// A retransmission of an answered request: send this response again.
-    Answered(Arc<[u8]>),
+    /// A retransmission of an answered request: send this response again, or, for `None`
+    /// (a 200), list the current bindings again without processing the request.
+    Answered(Option<Arc<[u8]>>),
 }
 
 /// See the module documentation.
@@ -103,10 +112,15 @@ impl Transactions {
         if reliable || self.linger_ms == 0 {
             shard.remove(&key);
         } else {
+            let response = if response.starts_with(b"SIP/2.0 200 ") {
+                None
+            } else {
+                Some(Arc::from(response))
+            };
             shard.insert(
                 key,
                 Entry::Completed {
-                    response: Arc::from(response),
+                    response,
                     at_ms: now_ms,
                 },
             );
@@ -151,13 +165,17 @@ mod tests {
         let transactions = Transactions::new(32_000);
         assert!(matches!(transactions.begin(7, 0), Begin::New));
         assert!(matches!(transactions.begin(7, 10), Begin::InProgress));
-        transactions.complete(7, b"SIP/2.0 200 OK\r\n\r\n", false, 20);
+        transactions.complete(7, b"SIP/2.0 423 Interval Too Brief\r\n\r\n", false, 20);
         match transactions.begin(7, 30) {
-            Begin::Answered(response) => assert_eq!(&response[..], b"SIP/2.0 200 OK\r\n\r\n"),
+            Begin::Answered(Some(response)) => {
+                assert_eq!(&response[..], b"SIP/2.0 423 Interval Too Brief\r\n\r\n");
+            }
             other => panic!("expected the stored answer, got {other:?}"),
         }
+        transactions.complete(8, b"SIP/2.0 200 OK\r\n\r\n", false, 20);
+        assert!(matches!(transactions.begin(8, 30), Begin::Answered(None)));
         transactions.sweep(20 + 31_999);
-        assert_eq!(transactions.len(), 1);
+        assert_eq!(transactions.len(), 2);
         transactions.sweep(20 + 32_000);
         assert!(transactions.is_empty());
         assert!(matches!(transactions.begin(7, 40_000), Begin::New));

@@ -63,10 +63,10 @@ pub async fn serve_udp(
         let guard = tracker.enter();
         tokio::spawn(async move {
             let _guard = guard;
-            if let Some(out) = service.handle(&data, origin).await {
-                if let Err(error) = socket.send_to(&out.bytes, out.destination).await {
-                    debug!(%error, "udp send failed");
-                }
+            if let Some(out) = service.handle(&data, origin).await
+                && let Err(error) = socket.send_to(&out.bytes, out.destination).await
+            {
+                debug!(%error, "udp send failed");
             }
         });
     }

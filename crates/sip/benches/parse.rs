@@ -10,8 +10,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 fn register(c: &mut Criterion) {
     let buf = hot_path::SIPP_REGISTER;
-    c.bench_function("parse_only", |b| b.iter(|| switchboard_sip::parse(black_box(buf)).is_ok()));
-    c.bench_function("parse_validate_extract_register", |b| b.iter(|| hot_path::extract(black_box(buf))));
+    c.bench_function("parse_only", |b| {
+        b.iter(|| switchboard_sip::parse(black_box(buf)).is_ok())
+    });
+    c.bench_function("parse_validate_extract_register", |b| {
+        b.iter(|| hot_path::extract(black_box(buf)))
+    });
     let mut out = Vec::with_capacity(4096);
     c.bench_function("parse_and_write_200", |b| {
         b.iter(|| hot_path::respond(black_box(buf), &mut out))

@@ -64,7 +64,10 @@ impl<'a> Iterator for AuthParams<'a> {
 impl<'a> Credentials<'a> {
     pub fn parse(value: &'a str) -> Self {
         let (scheme, params) = take_while(trim(value), is_token_byte);
-        Self { scheme, params: trim(params) }
+        Self {
+            scheme,
+            params: trim(params),
+        }
     }
 
     fn pairs(&self) -> AuthParams<'a> {
@@ -85,7 +88,8 @@ impl<'a> Credentials<'a> {
         if !self.scheme.eq_ignore_ascii_case("Digest") {
             return None;
         }
-        let (mut username, mut realm, mut nonce, mut uri, mut response) = (None, None, None, None, None);
+        let (mut username, mut realm, mut nonce, mut uri, mut response) =
+            (None, None, None, None, None);
         let mut digest = DigestCredentials {
             username: "",
             realm: "",
@@ -153,11 +157,18 @@ mod tests {
 
     #[test]
     fn incomplete_or_foreign_credentials() {
-        assert!(Credentials::parse(r#"Digest username="u", realm="r""#).digest().is_none());
+        assert!(
+            Credentials::parse(r#"Digest username="u", realm="r""#)
+                .digest()
+                .is_none()
+        );
         let other = Credentials::parse("NoOneKnowsThisScheme opaque-data=here");
         assert_eq!(other.scheme, "NoOneKnowsThisScheme");
         assert_eq!(other.param("opaque-data"), Some("here"));
         assert!(other.digest().is_none());
-        assert_eq!(Credentials::parse(r#"Digest realm="unterminated"#).param("realm"), None);
+        assert_eq!(
+            Credentials::parse(r#"Digest realm="unterminated"#).param("realm"),
+            None
+        );
     }
 }

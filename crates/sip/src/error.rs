@@ -90,7 +90,10 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) const fn new(kind: ErrorKind) -> Self {
-        Self { kind, in_response: false }
+        Self {
+            kind,
+            in_response: false,
+        }
     }
 
     pub(crate) const fn in_response(kind: ErrorKind, in_response: bool) -> Self {
@@ -202,10 +205,19 @@ mod tests {
 
     #[test]
     fn responses_and_garbage_are_dropped() {
-        assert_eq!(ParseError::in_response(ErrorKind::BadCSeq, true).status(), None);
+        assert_eq!(
+            ParseError::in_response(ErrorKind::BadCSeq, true).status(),
+            None
+        );
         assert_eq!(ParseError::new(ErrorKind::NotSip).status(), None);
         assert_eq!(ParseError::new(ErrorKind::BadCSeq).status(), Some(400));
-        assert_eq!(ParseError::new(ErrorKind::MessageTooLarge).status(), Some(513));
-        assert_eq!(ParseError::new(ErrorKind::BadVia).to_string(), "malformed Via");
+        assert_eq!(
+            ParseError::new(ErrorKind::MessageTooLarge).status(),
+            Some(513)
+        );
+        assert_eq!(
+            ParseError::new(ErrorKind::BadVia).to_string(),
+            "malformed Via"
+        );
     }
 }

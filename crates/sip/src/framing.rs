@@ -52,17 +52,27 @@ pub fn frame_stream(buf: &[u8]) -> Result<Frame, ParseError> {
         .checked_add(content_length)
         .filter(|&len| len <= MAX_MESSAGE_SIZE)
         .ok_or(fail(ErrorKind::MessageTooLarge))?;
-    Ok(if buf.len() < len { Frame::Incomplete } else { Frame::Message { len } })
+    Ok(if buf.len() < len {
+        Frame::Incomplete
+    } else {
+        Frame::Message { len }
+    })
 }
 
 fn keepalive(buf: &[u8]) -> Frame {
     if buf.starts_with(PING) {
-        return Frame::Keepalive { len: PING.len(), ping: true };
+        return Frame::Keepalive {
+            len: PING.len(),
+            ping: true,
+        };
     }
     if PING.starts_with(buf) {
         return Frame::Incomplete;
     }
-    let len = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let len = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
     Frame::Keepalive { len, ping: false }
 }
 
@@ -73,7 +83,10 @@ fn scan_content_length(head: &[u8]) -> Result<Option<usize>, ErrorKind> {
     let mut content_length = None;
     for (begin, end) in LogicalLines::new(headers) {
         // Content-Length lines are ASCII; a line that is not UTF-8 is not one of them.
-        let Some(line) = headers.get(begin..end).and_then(|line| std::str::from_utf8(line).ok()) else {
+        let Some(line) = headers
+            .get(begin..end)
+            .and_then(|line| std::str::from_utf8(line).ok())
+        else {
             continue;
         };
         let (name, after_name) = take_while(line, is_token_byte);
@@ -97,31 +110,57 @@ mod tests {
     #[test]
     fn frames_by_content_length() {
         let stream = b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";
-        assert_eq!(frame_stream(stream), Ok(Frame::Message { len: stream.len() - 4 }));
+        assert_eq!(
+            frame_stream(stream),
+            Ok(Frame::Message {
+                len: stream.len() - 4
+            })
+        );
         assert_eq!(frame_stream(&stream[..20]), Ok(Frame::Incomplete));
-        assert_eq!(frame_stream(&stream[..stream.len() - 5]), Ok(Frame::Incomplete));
+        assert_eq!(
+            frame_stream(&stream[..stream.len() - 5]),
+            Ok(Frame::Incomplete)
+        );
     }
 
     #[test]
     fn keepalives() {
-        assert_eq!(frame_stream(b"\r\n\r\nINVITE"), Ok(Frame::Keepalive { len: 4, ping: true }));
-        assert_eq!(frame_stream(b"\r\nINVITE"), Ok(Frame::Keepalive { len: 2, ping: false }));
+        assert_eq!(
+            frame_stream(b"\r\n\r\nINVITE"),
+            Ok(Frame::Keepalive { len: 4, ping: true })
+        );
+        assert_eq!(
+            frame_stream(b"\r\nINVITE"),
+            Ok(Frame::Keepalive {
+                len: 2,
+                ping: false
+            })
+        );
         assert_eq!(frame_stream(b"\r\n"), Ok(Frame::Incomplete));
         assert_eq!(frame_stream(b""), Ok(Frame::Incomplete));
     }
 
     #[test]
     fn framing_errors() {
-        let missing = frame_stream(b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nbody").expect_err("no length");
-        assert_eq!((missing.kind(), missing.status()), (ErrorKind::MissingContentLength, Some(400)));
-        let negative = frame_stream(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -999\r\n\r\n").expect_err("negative");
+        let missing =
+            frame_stream(b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nbody").expect_err("no length");
+        assert_eq!(
+            (missing.kind(), missing.status()),
+            (ErrorKind::MissingContentLength, Some(400))
+        );
+        let negative = frame_stream(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -999\r\n\r\n")
+            .expect_err("negative");
         assert_eq!(negative.status(), Some(400));
-        let conflict = frame_stream(b"INVITE sip:a@b SIP/2.0\r\nl: 1\r\nl: 2\r\n\r\n").expect_err("conflict");
+        let conflict =
+            frame_stream(b"INVITE sip:a@b SIP/2.0\r\nl: 1\r\nl: 2\r\n\r\n").expect_err("conflict");
         assert_eq!(conflict.kind(), ErrorKind::ConflictingContentLength);
         let huge = frame_stream(b"INVITE sip:a@b SIP/2.0\r\nl: 70000\r\n\r\n").expect_err("huge");
         assert_eq!(huge.status(), Some(513));
         let endless = vec![b'a'; MAX_MESSAGE_SIZE + 10];
-        assert_eq!(frame_stream(&endless).expect_err("no head").status(), Some(513));
+        assert_eq!(
+            frame_stream(&endless).expect_err("no head").status(),
+            Some(513)
+        );
         let response = frame_stream(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").expect_err("response");
         assert_eq!(response.status(), None);
     }
@@ -129,6 +168,9 @@ mod tests {
     #[test]
     fn folded_content_length() {
         let stream = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length:\r\n 2\r\n\r\nab";
-        assert_eq!(frame_stream(stream), Ok(Frame::Message { len: stream.len() }));
+        assert_eq!(
+            frame_stream(stream),
+            Ok(Frame::Message { len: stream.len() })
+        );
     }
 }

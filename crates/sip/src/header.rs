@@ -216,7 +216,10 @@ pub struct Header<'a> {
 }
 
 impl Header<'_> {
-    pub(crate) const EMPTY: Header<'static> = Header { name: HeaderName::Other(""), value: "" };
+    pub(crate) const EMPTY: Header<'static> = Header {
+        name: HeaderName::Other(""),
+        value: "",
+    };
 }
 
 /// The comma-separated values of one header across all its lines, in order, splitting outside
@@ -230,7 +233,11 @@ pub struct ListValues<'m, 'a> {
 
 impl<'m, 'a> ListValues<'m, 'a> {
     pub(crate) fn new(headers: &'m [Header<'a>], name: HeaderName<'m>) -> Self {
-        Self { headers: headers.iter(), name: name.normalized(), current: None }
+        Self {
+            headers: headers.iter(),
+            name: name.normalized(),
+            current: None,
+        }
     }
 }
 
@@ -270,8 +277,14 @@ mod tests {
         ] {
             assert_eq!(HeaderName::parse(sent), expected, "{sent}");
         }
-        assert_eq!(HeaderName::parse("C%6Fntact"), HeaderName::Other("c%6fntact"));
-        assert_eq!(HeaderName::parse("a-very-long-unknown-header-name").as_str(), "a-very-long-unknown-header-name");
+        assert_eq!(
+            HeaderName::parse("C%6Fntact"),
+            HeaderName::Other("c%6fntact")
+        );
+        assert_eq!(
+            HeaderName::parse("a-very-long-unknown-header-name").as_str(),
+            "a-very-long-unknown-header-name"
+        );
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
         assert_ne!(HeaderName::Via, HeaderName::Other("X"));
     }

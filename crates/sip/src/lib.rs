@@ -49,5 +49,7 @@ pub use name_addr::{ContactIter, Contacts, NameAddr};
 pub use response::ResponseWriter;
 pub use text::{unfold, unquote};
 pub use uri::Uri;
-pub use validate::{Rejection, ValidRequest, validate_register, validate_request, validated_request};
+pub use validate::{
+    Rejection, ValidRequest, validate_register, validate_request, validated_request,
+};
 pub use via::Via;

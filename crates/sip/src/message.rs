@@ -8,9 +8,7 @@ use crate::error::{ErrorKind, ParseError};
 use crate::header::{Header, HeaderName, ListValues};
 use crate::method::Method;
 use crate::name_addr::{ContactIter, Contacts, NameAddr};
-use crate::text::{
-    UnfoldPieces, is_lws, is_token_byte, parse_digits_saturating, take_while, trim,
-};
+use crate::text::{UnfoldPieces, is_lws, is_token_byte, parse_digits_saturating, take_while, trim};
 use crate::via::Via;
 
 /// The largest message accepted, on any transport (the largest UDP payload).
@@ -70,16 +68,22 @@ pub(crate) struct HeadBounds {
 /// Finds the empty line (CRLF CRLF, or bare LF LF from lenient senders) ending the header section.
 pub(crate) fn find_head_end(buf: &[u8]) -> Option<HeadBounds> {
     memchr::memchr_iter(b'\n', buf).find_map(|newline| match buf.get(newline + 1) {
-        Some(b'\n') => Some(HeadBounds { head_end: newline, body_start: newline + 2 }),
-        Some(b'\r') if buf.get(newline + 2) == Some(&b'\n') => {
-            Some(HeadBounds { head_end: newline, body_start: newline + 3 })
-        }
+        Some(b'\n') => Some(HeadBounds {
+            head_end: newline,
+            body_start: newline + 2,
+        }),
+        Some(b'\r') if buf.get(newline + 2) == Some(&b'\n') => Some(HeadBounds {
+            head_end: newline,
+            body_start: newline + 3,
+        }),
         _ => None,
     })
 }
 
 pub(crate) fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
-    bytes.get(..prefix.len()).is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+    bytes
+        .get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
 }
 
 /// Byte ranges of the logical lines of a header section: a line break followed by SP/HT is a
@@ -119,11 +123,16 @@ impl Iterator for LogicalLines<'_> {
 }
 
 fn is_sip_version(version: &str) -> bool {
-    let Some(number) = version.get(4..).filter(|_| starts_with_ignore_case(version.as_bytes(), b"SIP/")) else {
+    let Some(number) = version
+        .get(4..)
+        .filter(|_| starts_with_ignore_case(version.as_bytes(), b"SIP/"))
+    else {
         return false;
     };
     let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    number.split_once('.').is_some_and(|(major, minor)| digits(major) && digits(minor))
+    number
+        .split_once('.')
+        .is_some_and(|(major, minor)| digits(major) && digits(minor))
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine<'_>, ErrorKind> {
@@ -131,7 +140,8 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ErrorKind> {
         let (version, rest) = line.split_once(' ').ok_or(ErrorKind::BadStatusLine)?;
         let rest = rest.trim_start_matches(' ');
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-        if !is_sip_version(version) || code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_sip_version(version) || code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(ErrorKind::BadStatusLine);
         }
         let code: u16 = code.parse().map_err(|_| ErrorKind::BadStatusLine)?;
@@ -139,7 +149,11 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ErrorKind> {
             return Err(ErrorKind::BadStatusLine);
         }
         let reason = reason.trim_end_matches([' ', '\t']);
-        return Ok(StartLine::Response(StatusLine { version, code, reason }));
+        return Ok(StartLine::Response(StatusLine {
+            version,
+            code,
+            reason,
+        }));
     }
     if line.len() > MAX_LINE_LENGTH {
         return Err(ErrorKind::RequestLineTooLong);
@@ -155,12 +169,18 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ErrorKind> {
         return Err(ErrorKind::BadRequestLine);
     }
     let rest = rest.trim_start_matches([' ', '\t']);
-    let (uri, version) = rest.rsplit_once([' ', '\t']).ok_or(ErrorKind::BadRequestLine)?;
+    let (uri, version) = rest
+        .rsplit_once([' ', '\t'])
+        .ok_or(ErrorKind::BadRequestLine)?;
     let uri = uri.trim_end_matches([' ', '\t']);
     if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || b == 0x7f) || !is_sip_version(version) {
         return Err(ErrorKind::BadRequestLine);
     }
-    Ok(StartLine::Request(RequestLine { method: Method::parse(method), uri, version }))
+    Ok(StartLine::Request(RequestLine {
+        method: Method::parse(method),
+        uri,
+        version,
+    }))
 }
 
 /// Content-Length: digits only; huge values saturate (they are then larger than any message).
@@ -171,7 +191,10 @@ pub(crate) fn parse_content_length(value: &str) -> Result<usize, ErrorKind> {
 }
 
 /// Merges a repeated Content-Length: equal repeats are tolerated, different ones are an error.
-pub(crate) fn merge_content_length(previous: Option<usize>, length: usize) -> Result<usize, ErrorKind> {
+pub(crate) fn merge_content_length(
+    previous: Option<usize>,
+    length: usize,
+) -> Result<usize, ErrorKind> {
     match previous {
         Some(previous) if previous != length => Err(ErrorKind::ConflictingContentLength),
         _ => Ok(length),
@@ -186,23 +209,32 @@ pub(crate) fn merge_content_length(previous: Option<usize>, length: usize) -> Re
 /// larger than what is there is an error (400). A datagram that ends without the empty line after
 /// the headers is accepted with an empty body. The header section must be UTF-8.
 pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
-    let skipped = buf.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(buf.len());
+    let skipped = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
     let buf = buf.get(skipped..).unwrap_or_default();
     let in_response = starts_with_ignore_case(buf, b"SIP/");
     let fail = |kind| ParseError::in_response(kind, in_response);
     match buf.first() {
         None => return Err(fail(ErrorKind::Empty)),
-        Some(&first) if !in_response && !is_token_byte(first) => return Err(fail(ErrorKind::NotSip)),
+        Some(&first) if !in_response && !is_token_byte(first) => {
+            return Err(fail(ErrorKind::NotSip));
+        }
         Some(_) => {}
     }
     if buf.len() > MAX_MESSAGE_SIZE {
         return Err(fail(ErrorKind::MessageTooLarge));
     }
-    let bounds = find_head_end(buf).unwrap_or(HeadBounds { head_end: buf.len(), body_start: buf.len() });
+    let bounds = find_head_end(buf).unwrap_or(HeadBounds {
+        head_end: buf.len(),
+        body_start: buf.len(),
+    });
     let head = buf.get(..bounds.head_end).unwrap_or_default();
     let head = std::str::from_utf8(head).map_err(|_| fail(ErrorKind::NotUtf8))?;
     let (start_line, header_lines) = head.split_once('\n').unwrap_or((head, ""));
-    let start = parse_start_line(start_line.strip_suffix('\r').unwrap_or(start_line)).map_err(fail)?;
+    let start =
+        parse_start_line(start_line.strip_suffix('\r').unwrap_or(start_line)).map_err(fail)?;
     // Built in place and filled through `&mut`: the header array is large, moving it costs.
     let mut message = Message {
         start,
@@ -215,7 +247,9 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
     let rest = buf.get(bounds.body_start..).unwrap_or_default();
     message.body = match message.content_length {
         None => rest,
-        Some(length) => rest.get(..length).ok_or(fail(ErrorKind::ContentLengthTooLarge))?,
+        Some(length) => rest
+            .get(..length)
+            .ok_or(fail(ErrorKind::ContentLengthTooLarge))?,
     };
     Ok(message)
 }
@@ -238,7 +272,10 @@ fn parse_headers<'a>(message: &mut Message<'a>, rest: &'a str) -> Result<(), Err
             let length = parse_content_length(value)?;
             message.content_length = Some(merge_content_length(message.content_length, length)?);
         }
-        let slot = message.headers.get_mut(message.header_count).ok_or(ErrorKind::TooManyHeaders)?;
+        let slot = message
+            .headers
+            .get_mut(message.header_count)
+            .ok_or(ErrorKind::TooManyHeaders)?;
         *slot = Header { name, value };
         message.header_count += 1;
     }
@@ -323,7 +360,10 @@ impl<'a> Message<'a> {
 
     fn values(&self, name: HeaderName<'_>) -> impl Iterator<Item = &'a str> {
         let name = name.normalized();
-        self.headers().iter().filter(move |header| header.name == name).map(|header| header.value)
+        self.headers()
+            .iter()
+            .filter(move |header| header.name == name)
+            .map(|header| header.value)
     }
 
     fn error(&self, kind: ErrorKind) -> ParseError {
@@ -331,7 +371,12 @@ impl<'a> Message<'a> {
     }
 
     /// The value of a header that must appear exactly once.
-    fn single(&self, name: HeaderName<'_>, missing: ErrorKind, duplicate: ErrorKind) -> Result<&'a str, ParseError> {
+    fn single(
+        &self,
+        name: HeaderName<'_>,
+        missing: ErrorKind,
+        duplicate: ErrorKind,
+    ) -> Result<&'a str, ParseError> {
         let mut values = self.values(name);
         let value = values.next().ok_or(self.error(missing))?;
         match values.next() {
@@ -341,7 +386,11 @@ impl<'a> Message<'a> {
     }
 
     /// The value of a header that may appear at most once.
-    fn optional_single(&self, name: HeaderName<'_>, bad: ErrorKind) -> Result<Option<&'a str>, ParseError> {
+    fn optional_single(
+        &self,
+        name: HeaderName<'_>,
+        bad: ErrorKind,
+    ) -> Result<Option<&'a str>, ParseError> {
         let mut values = self.values(name);
         let value = values.next();
         match values.next() {
@@ -352,7 +401,11 @@ impl<'a> Message<'a> {
 
     /// Call-ID: exactly one, non-empty, without white space.
     pub fn call_id(&self) -> Result<&'a str, ParseError> {
-        let value = self.single(HeaderName::CallId, ErrorKind::MissingCallId, ErrorKind::DuplicateCallId)?;
+        let value = self.single(
+            HeaderName::CallId,
+            ErrorKind::MissingCallId,
+            ErrorKind::DuplicateCallId,
+        )?;
         if value.is_empty() || value.bytes().any(is_lws) {
             return Err(self.error(ErrorKind::BadCallId));
         }
@@ -361,10 +414,16 @@ impl<'a> Message<'a> {
 
     /// CSeq: exactly one; the number must fit 32 bits (RFC 3261 8.1.1.5).
     pub fn cseq(&self) -> Result<CSeq<'a>, ParseError> {
-        let value = self.single(HeaderName::CSeq, ErrorKind::MissingCSeq, ErrorKind::DuplicateCSeq)?;
+        let value = self.single(
+            HeaderName::CSeq,
+            ErrorKind::MissingCSeq,
+            ErrorKind::DuplicateCSeq,
+        )?;
         let bad = self.error(ErrorKind::BadCSeq);
         let (digits, rest) = take_while(value, |b| b.is_ascii_digit());
-        let number = parse_digits_saturating(digits).and_then(|n| u32::try_from(n).ok()).ok_or(bad)?;
+        let number = parse_digits_saturating(digits)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(bad)?;
         if !rest.bytes().next().is_some_and(is_lws) {
             return Err(bad);
         }
@@ -372,11 +431,18 @@ impl<'a> Message<'a> {
         if method.is_empty() || !method.bytes().all(is_token_byte) {
             return Err(bad);
         }
-        Ok(CSeq { number, method: Method::parse(method) })
+        Ok(CSeq {
+            number,
+            method: Method::parse(method),
+        })
     }
 
     pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {
-        let value = self.single(HeaderName::From, ErrorKind::MissingFrom, ErrorKind::DuplicateFrom)?;
+        let value = self.single(
+            HeaderName::From,
+            ErrorKind::MissingFrom,
+            ErrorKind::DuplicateFrom,
+        )?;
         NameAddr::parse(value).map_err(|_| self.error(ErrorKind::BadFrom))
     }
 
@@ -386,7 +452,10 @@ impl<'a> Message<'a> {
     }
 
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        let value = self.list_values(HeaderName::Via).next().ok_or(self.error(ErrorKind::MissingVia))?;
+        let value = self
+            .list_values(HeaderName::Via)
+            .next()
+            .ok_or(self.error(ErrorKind::MissingVia))?;
         Via::parse(value).map_err(|_| self.error(ErrorKind::BadVia))
     }
 
@@ -428,7 +497,9 @@ impl<'a> Message<'a> {
 
     /// Max-Forwards: at most one, 0..=255.
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-        let Some(value) = self.optional_single(HeaderName::MaxForwards, ErrorKind::BadMaxForwards)? else {
+        let Some(value) =
+            self.optional_single(HeaderName::MaxForwards, ErrorKind::BadMaxForwards)?
+        else {
             return Ok(None);
         };
         parse_digits_saturating(value)
@@ -439,7 +510,11 @@ impl<'a> Message<'a> {
 
     /// The Authorization (or, with `proxy`, Proxy-Authorization) values, one per line.
     pub fn authorizations(&self, proxy: bool) -> impl Iterator<Item = Credentials<'a>> + '_ {
-        let name = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
+        let name = if proxy {
+            HeaderName::ProxyAuthorization
+        } else {
+            HeaderName::Authorization
+        };
         self.values(name).map(Credentials::parse)
     }
 
@@ -448,7 +523,13 @@ impl<'a> Message<'a> {
     pub fn write(&self, out: &mut Vec<u8>) {
         match &self.start {
             StartLine::Request(request) => {
-                for part in [request.method.as_str(), " ", request.uri, " ", request.version] {
+                for part in [
+                    request.method.as_str(),
+                    " ",
+                    request.uri,
+                    " ",
+                    request.version,
+                ] {
                     out.extend_from_slice(part.as_bytes());
                 }
             }
@@ -516,14 +597,25 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(request.method, Method::Register);
         assert_eq!(request.uri, "sip:127.0.0.1:5070");
         assert_eq!(message.call_id(), Ok("1-1234@127.0.0.1"));
-        assert_eq!(message.cseq(), Ok(CSeq { number: 2, method: Method::Register }));
+        assert_eq!(
+            message.cseq(),
+            Ok(CSeq {
+                number: 2,
+                method: Method::Register
+            })
+        );
         assert_eq!(message.from().expect("from").tag(), Some("1234SIPpTag001"));
         assert_eq!(message.to().expect("to").tag(), None);
         assert_eq!(message.top_via().expect("via").rport(), Some(None));
         assert_eq!(message.expires(), Ok(Some(3600)));
         assert_eq!(message.max_forwards(), Ok(Some(70)));
-        assert_eq!(message.header(HeaderName::Other("content-LENGTH")), Some("0"));
-        let Ok(Contacts::List(mut contacts)) = message.contacts() else { panic!("contacts") };
+        assert_eq!(
+            message.header(HeaderName::Other("content-LENGTH")),
+            Some("0")
+        );
+        let Ok(Contacts::List(mut contacts)) = message.contacts() else {
+            panic!("contacts")
+        };
         let contact = contacts.next().expect("one").expect("valid");
         assert_eq!(contact.uri.param("transport"), Some(Some("UDP")));
         assert!(contacts.next().is_none());
@@ -532,15 +624,18 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn body_framing_on_datagrams() {
-        let message = parse(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 3\r\n\r\nabcdef").expect("valid");
+        let message =
+            parse(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 3\r\n\r\nabcdef").expect("valid");
         assert_eq!(message.body, b"abc");
         let message = parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\nabcdef").expect("valid");
         assert_eq!(message.body, b"abcdef");
         let error = parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 9\r\n\r\nabc").expect_err("too long");
         assert_eq!(error.status(), Some(400));
-        let error = parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\nl: 4\r\n\r\nabcd").expect_err("conflict");
+        let error =
+            parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\nl: 4\r\n\r\nabcd").expect_err("conflict");
         assert_eq!(error.kind(), ErrorKind::ConflictingContentLength);
-        let message = parse(b"\r\n\r\nOPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nl: 1\r\n\r\nx").expect("equal repeat");
+        let message = parse(b"\r\n\r\nOPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nl: 1\r\n\r\nx")
+            .expect("equal repeat");
         assert_eq!(message.body, b"x");
         let message = parse(b"OPTIONS sip:a@b SIP/2.0\nl: 1\n\nx").expect("bare LF");
         assert_eq!(message.body, b"x");
@@ -549,15 +644,36 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn start_lines() {
         let message = parse(b"SIP/2.0 100 \r\n\r\n").expect("empty reason");
-        assert_eq!(message.response().map(|s| (s.code, s.reason)), Some((100, "")));
-        assert_eq!(parse(b"SIP/2.0 4294967301 big\r\n\r\n").expect_err("big").status(), None);
-        assert_eq!(parse(b"INVITE sip:a@b\r\n\r\n").expect_err("no version").status(), Some(400));
-        assert_eq!(parse(b"INVITE sip:a@b; lr SIP/2.0\r\n\r\n").expect_err("lws").status(), Some(400));
+        assert_eq!(
+            message.response().map(|s| (s.code, s.reason)),
+            Some((100, ""))
+        );
+        assert_eq!(
+            parse(b"SIP/2.0 4294967301 big\r\n\r\n")
+                .expect_err("big")
+                .status(),
+            None
+        );
+        assert_eq!(
+            parse(b"INVITE sip:a@b\r\n\r\n")
+                .expect_err("no version")
+                .status(),
+            Some(400)
+        );
+        assert_eq!(
+            parse(b"INVITE sip:a@b; lr SIP/2.0\r\n\r\n")
+                .expect_err("lws")
+                .status(),
+            Some(400)
+        );
         let message = parse(b"INVITE  sip:a@b  SIP/2.0  \r\n\r\n").expect("extra spaces");
         assert_eq!(message.request().map(|r| r.uri), Some("sip:a@b"));
         let message = parse(b"OPTIONS sip:a@b SIP/7.0\r\n\r\n").expect("other version");
         assert_eq!(message.request().map(|r| r.version), Some("SIP/7.0"));
-        assert_eq!(parse(b"\x00\x01\x00\x00stun").expect_err("binary").status(), None);
+        assert_eq!(
+            parse(b"\x00\x01\x00\x00stun").expect_err("binary").status(),
+            None
+        );
         assert_eq!(parse(b"\r\n\r\n").expect_err("keepalive").status(), None);
     }
 
@@ -591,12 +707,18 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(message.header_count(HeaderName::CallId), 1);
         let hosts: Vec<_> = message.vias().map(|via| via.map(|v| v.host)).collect();
         assert_eq!(hosts, vec![Ok("a"), Ok("b"), Ok("c")]);
-        assert_eq!(message.list_values(HeaderName::Supported).collect::<Vec<_>>(), vec!["path", "outbound"]);
+        assert_eq!(
+            message
+                .list_values(HeaderName::Supported)
+                .collect::<Vec<_>>(),
+            vec!["path", "outbound"]
+        );
     }
 
     #[test]
     fn write_is_canonical() {
-        let message = parse(b"OPTIONS sip:a@b SIP/2.0\r\ni: x\r\nS:\r\nX-Y: a\r\n  b\r\n\r\nbody").expect("valid");
+        let message = parse(b"OPTIONS sip:a@b SIP/2.0\r\ni: x\r\nS:\r\nX-Y: a\r\n  b\r\n\r\nbody")
+            .expect("valid");
         let mut out = Vec::new();
         message.write(&mut out);
         assert_eq!(

@@ -3,8 +3,8 @@
 use crate::error::{ErrorKind, ParseError};
 use crate::header::ListValues;
 use crate::text::{
-    find_param, is_lws, is_token_byte, params_are_valid, parse_digits_saturating, quoted_len,
-    trim, trim_start,
+    find_param, is_lws, is_token_byte, params_are_valid, parse_digits_saturating, quoted_len, trim,
+    trim_start,
 };
 use crate::uri::Uri;
 
@@ -58,7 +58,9 @@ impl<'a> NameAddr<'a> {
                 (uri_text, rest.get(close + 1..).ok_or(bad)?)
             }
             None => {
-                let end = value.find(|c: char| c == ';' || c.is_ascii_whitespace()).unwrap_or(value.len());
+                let end = value
+                    .find(|c: char| c == ';' || c.is_ascii_whitespace())
+                    .unwrap_or(value.len());
                 let (uri_text, params) = value.split_at_checked(end).ok_or(bad)?;
                 if uri_text.contains(['?', ',']) {
                     return Err(bad);
@@ -70,7 +72,12 @@ impl<'a> NameAddr<'a> {
             return Err(bad);
         }
         let uri = Uri::parse(uri_text)?;
-        Ok(Self { display, uri_text, uri, params })
+        Ok(Self {
+            display,
+            uri_text,
+            uri,
+            params,
+        })
     }
 
     /// A header parameter by case-insensitive name: `None` absent, `Some(None)` present without
@@ -132,9 +139,11 @@ mod tests {
 
     #[test]
     fn forms_of_name_addr() {
-        let addr = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com>
+        let addr = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>
   ;
-  tag = 98asjd8"#)
+  tag = 98asjd8"#,
+        )
         .expect("valid");
         assert_eq!(addr.display, Some(r#"J Rosenberg \\\""#));
         assert_eq!(addr.uri_text, "sip:jdrosen@example.com");
@@ -152,11 +161,16 @@ mod tests {
 
     #[test]
     fn contact_params_versus_uri_params() {
-        let unbracketed = NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam").expect("valid");
+        let unbracketed =
+            NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam").expect("valid");
         assert_eq!(unbracketed.uri_text, "sip:+19725552222@gw1.example.net");
         assert_eq!(unbracketed.param("unknownparam"), Some(None));
-        let bracketed = NameAddr::parse("<sip:+19725552222@gw1.example.net;unknownparam>").expect("valid");
-        assert_eq!(bracketed.uri_text, "sip:+19725552222@gw1.example.net;unknownparam");
+        let bracketed =
+            NameAddr::parse("<sip:+19725552222@gw1.example.net;unknownparam>").expect("valid");
+        assert_eq!(
+            bracketed.uri_text,
+            "sip:+19725552222@gw1.example.net;unknownparam"
+        );
         assert_eq!(bracketed.uri.param("unknownparam"), Some(None));
         assert_eq!(bracketed.params, "");
     }

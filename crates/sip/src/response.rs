@@ -28,8 +28,12 @@ impl fmt::Write for VecWriter<'_> {
 }
 
 fn host_is(host: &str, ip: IpAddr) -> bool {
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    bare.parse::<IpAddr>().is_ok_and(|parsed| parsed.to_canonical() == ip)
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<IpAddr>()
+        .is_ok_and(|parsed| parsed.to_canonical() == ip)
 }
 
 /// The top Via with `received` added when the sent-by host is a name or another address
@@ -51,7 +55,9 @@ fn write_top_via(out: &mut Vec<u8>, value: &str, source: SocketAddr) {
         push_number(out, port);
     }
     for (name, value) in Params::new(via.params).map_while(Result::ok) {
-        if (received && name.eq_ignore_ascii_case("received")) || (rport && name.eq_ignore_ascii_case("rport")) {
+        if (received && name.eq_ignore_ascii_case("received"))
+            || (rport && name.eq_ignore_ascii_case("rport"))
+        {
             continue;
         }
         out.push(b';');
@@ -160,14 +166,23 @@ mod tests {
     fn respond(request: &str, source: &str, to_tag: Option<&str>) -> String {
         let message = parse(request.as_bytes()).expect("valid request");
         let mut out = Vec::new();
-        let mut writer =
-            ResponseWriter::new(&mut out, 200, "OK", &message, source.parse().expect("address"), to_tag);
-        writer.header("Contact", "<sip:u@h>;expires=60").header_fmt("Expires", format_args!("{}", 60));
+        let mut writer = ResponseWriter::new(
+            &mut out,
+            200,
+            "OK",
+            &message,
+            source.parse().expect("address"),
+            to_tag,
+        );
+        writer
+            .header("Contact", "<sip:u@h>;expires=60")
+            .header_fmt("Expires", format_args!("{}", 60));
         writer.finish();
         String::from_utf8(out).expect("utf-8")
     }
 
-    const REQUEST_TAIL: &str = "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n";
+    const REQUEST_TAIL: &str =
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n";
 
     #[test]
     fn rport_and_received_are_filled() {
@@ -188,16 +203,27 @@ Contact: <sip:u@h>;expires=60\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
 
     #[test]
     fn received_only_when_the_address_differs() {
-        let same = format!("REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1\r\n{REQUEST_TAIL}");
-        assert!(respond(&same, "[::ffff:192.0.2.7]:5060", None).contains("Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1\r\n"));
-        let named = format!("REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/TLS [2001:db8::1];branch=z9hG4bK1;received=1.1.1.1\r\n{REQUEST_TAIL}");
-        assert!(respond(&named, "[2001:db8::2]:5061", None)
-            .contains("Via: SIP/2.0/TLS [2001:db8::1];branch=z9hG4bK1;received=2001:db8::2\r\n"));
+        let same = format!(
+            "REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1\r\n{REQUEST_TAIL}"
+        );
+        assert!(
+            respond(&same, "[::ffff:192.0.2.7]:5060", None)
+                .contains("Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1\r\n")
+        );
+        let named = format!(
+            "REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/TLS [2001:db8::1];branch=z9hG4bK1;received=1.1.1.1\r\n{REQUEST_TAIL}"
+        );
+        assert!(
+            respond(&named, "[2001:db8::2]:5061", None).contains(
+                "Via: SIP/2.0/TLS [2001:db8::1];branch=z9hG4bK1;received=2001:db8::2\r\n"
+            )
+        );
     }
 
     #[test]
     fn existing_to_tag_is_kept() {
-        let request = "OPTIONS sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nTo: <sip:a@b>;tag=old\r\n\r\n";
+        let request =
+            "OPTIONS sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nTo: <sip:a@b>;tag=old\r\n\r\n";
         let response = respond(request, "192.0.2.7:5060", Some("new"));
         assert!(response.contains("To: <sip:a@b>;tag=old\r\n"));
     }
@@ -206,8 +232,15 @@ Contact: <sip:u@h>;expires=60\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
     fn body_is_framed() {
         let message = parse(b"OPTIONS sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").expect("valid");
         let mut out = Vec::new();
-        ResponseWriter::new(&mut out, 200, "OK", &message, "192.0.2.7:5060".parse().expect("address"), None)
-            .finish_with_body("text/plain", b"hi");
+        ResponseWriter::new(
+            &mut out,
+            200,
+            "OK",
+            &message,
+            "192.0.2.7:5060".parse().expect("address"),
+            None,
+        )
+        .finish_with_body("text/plain", b"hi");
         assert!(out.ends_with(b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"));
     }
 }

@@ -18,8 +18,14 @@ pub(crate) fn is_lws(byte: u8) -> bool {
 
 pub(crate) fn trim(text: &str) -> &str {
     let bytes = text.as_bytes();
-    let start = bytes.iter().position(|&b| !is_lws(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|&b| !is_lws(b)).map_or(start, |last| last + 1);
+    let start = bytes
+        .iter()
+        .position(|&b| !is_lws(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_lws(b))
+        .map_or(start, |last| last + 1);
     text.get(start..end).unwrap_or_default()
 }
 
@@ -158,7 +164,9 @@ pub(crate) struct CommaList<'a> {
 impl<'a> CommaList<'a> {
     pub(crate) fn new(value: &'a str) -> Self {
         let value = trim(value);
-        Self { rest: (!value.is_empty()).then_some(value) }
+        Self {
+            rest: (!value.is_empty()).then_some(value),
+        }
     }
 }
 
@@ -169,11 +177,9 @@ impl<'a> Iterator for CommaList<'a> {
         let rest = self.rest?;
         let bytes = rest.as_bytes();
         let mut index = 0;
-        loop {
-            let Some(offset) = memchr::memchr3(b',', b'"', b'<', bytes.get(index..).unwrap_or_default())
-            else {
-                break;
-            };
+        while let Some(offset) =
+            memchr::memchr3(b',', b'"', b'<', bytes.get(index..).unwrap_or_default())
+        {
             index += offset;
             match bytes.get(index) {
                 Some(b'"') => match quoted_len(bytes.get(index..).unwrap_or_default()) {
@@ -215,7 +221,10 @@ impl<'a> Params<'a> {
 }
 
 fn is_param_value_byte(byte: u8) -> bool {
-    !is_lws(byte) && !matches!(byte, b';' | b',' | b'"' | b'<' | b'>') && byte > 0x20 && byte != 0x7f
+    !is_lws(byte)
+        && !matches!(byte, b';' | b',' | b'"' | b'<' | b'>')
+        && byte > 0x20
+        && byte != 0x7f
 }
 
 impl<'a> Iterator for Params<'a> {
@@ -297,11 +306,13 @@ mod tests {
 
     #[test]
     fn comma_list_respects_quotes_and_brackets() {
-        let items: Vec<_> =
-            CommaList::new(r#" "a,\"b" <sip:x@y;p=1,2>;q=1 , c,,d "#).collect();
+        let items: Vec<_> = CommaList::new(r#" "a,\"b" <sip:x@y;p=1,2>;q=1 , c,,d "#).collect();
         assert_eq!(items, vec![r#""a,\"b" <sip:x@y;p=1,2>;q=1"#, "c", "", "d"]);
         assert_eq!(CommaList::new("  ").count(), 0);
-        assert_eq!(CommaList::new(r#""open, x"#).collect::<Vec<_>>(), vec![r#""open, x"#]);
+        assert_eq!(
+            CommaList::new(r#""open, x"#).collect::<Vec<_>>(),
+            vec![r#""open, x"#]
+        );
     }
 
     #[test]
@@ -310,7 +321,11 @@ mod tests {
         let items: Vec<_> = Params::new(raw).collect();
         assert_eq!(
             items,
-            vec![Ok(("tag", Some("1918181833n"))), Ok(("lr", None)), Ok(("q", Some("\"a;b\"")))]
+            vec![
+                Ok(("tag", Some("1918181833n"))),
+                Ok(("lr", None)),
+                Ok(("q", Some("\"a;b\"")))
+            ]
         );
         assert_eq!(find_param(raw, "Q"), Some(Some("a;b")));
         assert_eq!(find_param(raw, "LR"), Some(None));
@@ -348,7 +363,10 @@ mod tests {
     #[test]
     fn digits_saturate() {
         assert_eq!(parse_digits_saturating("0068"), Some(68));
-        assert_eq!(parse_digits_saturating("99999999999999999999999"), Some(u64::MAX));
+        assert_eq!(
+            parse_digits_saturating("99999999999999999999999"),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_digits_saturating("-1"), None);
         assert_eq!(parse_digits_saturating(""), None);
     }

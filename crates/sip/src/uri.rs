@@ -44,7 +44,9 @@ pub(crate) fn is_valid_host(host: &str) -> bool {
     if let Some(inner) = host.strip_prefix('[') {
         return inner.strip_suffix(']').is_some_and(|address| {
             address.contains(':')
-                && address.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+                && address
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
         });
     }
     !host.is_empty() && host.bytes().all(is_host_byte)
@@ -189,7 +191,10 @@ mod tests {
             "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .expect("valid");
-        assert_eq!(uri.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+        assert_eq!(
+            uri.password,
+            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+        );
         assert_eq!(uri.host, "example.com");
     }
 

@@ -35,7 +35,11 @@ pub struct Rejection<'a> {
 
 impl Rejection<'_> {
     fn new(status: u16, reason: &'static str) -> Self {
-        Self { status, reason, unsupported: Vec::new() }
+        Self {
+            status,
+            reason,
+            unsupported: Vec::new(),
+        }
     }
 }
 
@@ -52,7 +56,10 @@ impl From<ParseError> for Rejection<'_> {
 /// every Require and Proxy-Require option tag in `supported`, compared case-insensitively (420,
 /// listing the others). A response is rejected with 400: callers drop responses before this.
 /// Allocates only to build a 420.
-pub fn validate_request<'a>(message: &Message<'a>, supported: &[&str]) -> Result<(), Rejection<'a>> {
+pub fn validate_request<'a>(
+    message: &Message<'a>,
+    supported: &[&str],
+) -> Result<(), Rejection<'a>> {
     validated_request(message, supported).map(|_| ())
 }
 
@@ -72,7 +79,9 @@ pub fn validated_request<'a>(
         return Err(Rejection::new(416, "Unsupported URI Scheme"));
     }
     let mut vias = message.vias();
-    let top_via = vias.next().ok_or(ParseError::from(ErrorKind::MissingVia))??;
+    let top_via = vias
+        .next()
+        .ok_or(ParseError::from(ErrorKind::MissingVia))??;
     for via in vias {
         via?;
     }
@@ -90,29 +99,52 @@ pub fn validated_request<'a>(
         }
     }
     check_option_tags(message, supported)?;
-    Ok(ValidRequest { method: request.method, request_uri, top_via, from, to, call_id, cseq, max_forwards })
+    Ok(ValidRequest {
+        method: request.method,
+        request_uri,
+        top_via,
+        from,
+        to,
+        call_id,
+        cseq,
+        max_forwards,
+    })
 }
 
 /// RFC 3261 8.2.2.3: every option tag in Require (and, see the module docs, Proxy-Require) must
 /// be supported; the others are listed for the Unsupported header of the 420.
 fn check_option_tags<'a>(message: &Message<'a>, supported: &[&str]) -> Result<(), Rejection<'a>> {
     let tags = || {
-        message.list_values(HeaderName::Require).chain(message.list_values(HeaderName::ProxyRequire))
+        message
+            .list_values(HeaderName::Require)
+            .chain(message.list_values(HeaderName::ProxyRequire))
     };
-    let is_unsupported = |tag: &&str| !supported.iter().any(|known| known.eq_ignore_ascii_case(tag));
+    let is_unsupported = |tag: &&str| {
+        !supported
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(tag))
+    };
     let mut unsupported: Vec<&'a str> = Vec::new();
     for tag in tags() {
         if tag.is_empty() {
             return Err(Rejection::new(400, "Malformed Require"));
         }
-        if is_unsupported(&tag) && !unsupported.iter().any(|seen| seen.eq_ignore_ascii_case(tag)) {
+        if is_unsupported(&tag)
+            && !unsupported
+                .iter()
+                .any(|seen| seen.eq_ignore_ascii_case(tag))
+        {
             unsupported.push(tag);
         }
     }
     if unsupported.is_empty() {
         return Ok(());
     }
-    Err(Rejection { status: 420, reason: "Bad Extension", unsupported })
+    Err(Rejection {
+        status: 420,
+        reason: "Bad Extension",
+        unsupported,
+    })
 }
 
 /// REGISTER-specific syntax on top of [`validate_request`]: the address-of-record in To must be
@@ -138,21 +170,58 @@ mod tests {
 
     #[test]
     fn a_good_request_passes() {
-        assert_eq!(verdict(&format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"), &[]), Ok(()));
+        assert_eq!(
+            verdict(
+                &format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"),
+                &[]
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn generic_rejections() {
         let cases = [
-            (format!("OPTIONS sip:b SIP/7.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"), 505),
-            (format!("OPTIONS tel:+1 SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"), 416),
-            (format!("OPTIONS <sip:b> SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"), 400),
-            (format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 INVITE\r\n\r\n"), 400),
-            (format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 4294967296 OPTIONS\r\n\r\n"), 400),
-            (format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\nMax-Forwards: 256\r\n\r\n"), 400),
-            (format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"), 400),
-            ("OPTIONS sip:b SIP/2.0\r\nCSeq: 1 OPTIONS\r\n\r\n".to_owned(), 400),
-            (format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\nContact: *, <sip:x@y>\r\n\r\n"), 400),
+            (
+                format!("OPTIONS sip:b SIP/7.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"),
+                505,
+            ),
+            (
+                format!("OPTIONS tel:+1 SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"),
+                416,
+            ),
+            (
+                format!("OPTIONS <sip:b> SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"),
+                400,
+            ),
+            (
+                format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 INVITE\r\n\r\n"),
+                400,
+            ),
+            (
+                format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 4294967296 OPTIONS\r\n\r\n"),
+                400,
+            ),
+            (
+                format!(
+                    "OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\nMax-Forwards: 256\r\n\r\n"
+                ),
+                400,
+            ),
+            (
+                format!("OPTIONS sip:b SIP/2.0\r\n{HEADERS}{HEADERS}CSeq: 1 OPTIONS\r\n\r\n"),
+                400,
+            ),
+            (
+                "OPTIONS sip:b SIP/2.0\r\nCSeq: 1 OPTIONS\r\n\r\n".to_owned(),
+                400,
+            ),
+            (
+                format!(
+                    "OPTIONS sip:b SIP/2.0\r\n{HEADERS}CSeq: 1 OPTIONS\r\nContact: *, <sip:x@y>\r\n\r\n"
+                ),
+                400,
+            ),
         ];
         for (text, status) in cases {
             assert_eq!(verdict(&text, &[]), Err(status), "{text}");
@@ -166,7 +235,10 @@ mod tests {
         );
         let message = parse(text.as_bytes()).expect("valid");
         let rejection = validate_request(&message, &["path", "outbound"]).expect_err("420");
-        assert_eq!((rejection.status, rejection.unsupported), (420, vec!["foo", "bar"]));
+        assert_eq!(
+            (rejection.status, rejection.unsupported),
+            (420, vec!["foo", "bar"])
+        );
         assert!(validate_request(&message, &["PATH", "foo", "bar"]).is_ok());
     }
 

@@ -1,7 +1,9 @@
 //! Via values (RFC 3261 20.42, RFC 3581 `rport`).
 
 use crate::error::{ErrorKind, ParseError};
-use crate::text::{find_param, is_lws, is_token_byte, params_are_valid, take_while, trim, trim_start};
+use crate::text::{
+    find_param, is_lws, is_token_byte, params_are_valid, take_while, trim, trim_start,
+};
 use crate::uri::{is_valid_host, parse_port};
 
 /// One Via value.
@@ -63,7 +65,13 @@ impl<'a> Via<'a> {
         if !params_are_valid(params) {
             return None;
         }
-        let via = Self { version, transport, host, port, params };
+        let via = Self {
+            version,
+            transport,
+            host,
+            port,
+            params,
+        };
         if let Some(Some(port)) = via.param("rport") {
             parse_port(port)?;
         }
@@ -94,20 +102,33 @@ mod tests {
 
     #[test]
     fn plain_via() {
-        let via = Via::parse("SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-1234-1-0;rport").expect("valid");
-        assert_eq!((via.version, via.transport, via.host, via.port), ("2.0", "UDP", "127.0.0.1", Some(5090)));
+        let via =
+            Via::parse("SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-1234-1-0;rport").expect("valid");
+        assert_eq!(
+            (via.version, via.transport, via.host, via.port),
+            ("2.0", "UDP", "127.0.0.1", Some(5090))
+        );
         assert_eq!(via.branch(), Some("z9hG4bK-1234-1-0"));
         assert_eq!(via.rport(), Some(None));
     }
 
     #[test]
     fn folded_via_with_lws_everywhere() {
-        let via = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").expect("valid");
-        assert_eq!((via.transport, via.host, via.branch()), ("UDP", "192.0.2.2", Some("390skdjuw")));
-        let via = Via::parse("SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239").expect("valid");
+        let via =
+            Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").expect("valid");
+        assert_eq!(
+            (via.transport, via.host, via.branch()),
+            ("UDP", "192.0.2.2", Some("390skdjuw"))
+        );
+        let via = Via::parse("SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239")
+            .expect("valid");
         assert_eq!(via.branch(), Some("z9hG4bK30239"));
-        let via = Via::parse("SIP/2.0/TCP [2001:db8::9] : 5061 ;received=[2001:db8::1];rport=5062").expect("valid");
-        assert_eq!((via.host, via.port, via.rport()), ("[2001:db8::9]", Some(5061), Some(Some(5062))));
+        let via = Via::parse("SIP/2.0/TCP [2001:db8::9] : 5061 ;received=[2001:db8::1];rport=5062")
+            .expect("valid");
+        assert_eq!(
+            (via.host, via.port, via.rport()),
+            ("[2001:db8::9]", Some(5061), Some(Some(5062)))
+        );
     }
 
     #[test]

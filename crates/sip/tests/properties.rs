@@ -29,8 +29,18 @@ struct Mutation {
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
-    (0..5u8, any::<usize>(), prop_oneof![any::<u8>(), proptest::sample::select(SIP_ALPHABET.to_vec())], 0..24usize)
-        .prop_map(|(kind, position, byte, span)| Mutation { kind, position, byte, span })
+    (
+        0..5u8,
+        any::<usize>(),
+        prop_oneof![any::<u8>(), proptest::sample::select(SIP_ALPHABET.to_vec())],
+        0..24usize,
+    )
+        .prop_map(|(kind, position, byte, span)| Mutation {
+            kind,
+            position,
+            byte,
+            span,
+        })
 }
 
 fn mutate(bytes: &mut Vec<u8>, mutation: &Mutation) {
@@ -128,8 +138,18 @@ fn token() -> impl Strategy<Value = String> {
 }
 
 fn contact() -> impl Strategy<Value = Contact> {
-    (user(), host(), proptest::option::of(1..=u16::MAX), proptest::option::of(any::<u32>()))
-        .prop_map(|(user, host, port, expires)| Contact { user, host, port, expires })
+    (
+        user(),
+        host(),
+        proptest::option::of(1..=u16::MAX),
+        proptest::option::of(any::<u32>()),
+    )
+        .prop_map(|(user, host, port, expires)| Contact {
+            user,
+            host,
+            port,
+            expires,
+        })
 }
 
 fn generated() -> impl Strategy<Value = Generated> {
@@ -151,7 +171,13 @@ fn generated() -> impl Strategy<Value = Generated> {
             proptest::collection::vec(contact(), 0..4),
             proptest::option::of(any::<u32>()),
             proptest::option::of(any::<u8>()),
-            proptest::collection::vec(("X-[A-Za-z0-9-]{1,10}", proptest::collection::vec(token(), 1..4)), 0..4),
+            proptest::collection::vec(
+                (
+                    "X-[A-Za-z0-9-]{1,10}",
+                    proptest::collection::vec(token(), 1..4),
+                ),
+                0..4,
+            ),
             proptest::collection::vec(any::<u8>(), 0..64),
             any::<bool>(),
             any::<bool>(),
@@ -159,7 +185,17 @@ fn generated() -> impl Strategy<Value = Generated> {
     )
         .prop_map(
             |(
-                (method, request_user, request_host, branches, vias_on_one_line, display, from_user, from_tag, to_host),
+                (
+                    method,
+                    request_user,
+                    request_host,
+                    branches,
+                    vias_on_one_line,
+                    display,
+                    from_user,
+                    from_tag,
+                    to_host,
+                ),
                 (call_id, cseq, contacts, expires, max_forwards, extra, body, compact, fold),
             )| Generated {
                 method,
@@ -207,19 +243,44 @@ impl Generated {
     }
 
     fn serialize(&self) -> Vec<u8> {
-        let mut text = format!("{} sip:{}@{} SIP/2.0\r\n", self.method, self.request_user, self.request_host);
-        let vias: Vec<String> =
-            self.branches.iter().map(|branch| format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{branch}")).collect();
+        let mut text = format!(
+            "{} sip:{}@{} SIP/2.0\r\n",
+            self.method, self.request_user, self.request_host
+        );
+        let vias: Vec<String> = self
+            .branches
+            .iter()
+            .map(|branch| format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{branch}"))
+            .collect();
         if self.vias_on_one_line {
-            text += &format!("{}: {}\r\n", self.name("Via", "v"), vias.join(&format!(",{}", self.space())));
+            text += &format!(
+                "{}: {}\r\n",
+                self.name("Via", "v"),
+                vias.join(&format!(",{}", self.space()))
+            );
         } else {
             for via in &vias {
                 text += &format!("{}: {via}\r\n", self.name("Via", "v"));
             }
         }
-        let display = self.display.as_deref().map(|d| format!("{} ", quote(d))).unwrap_or_default();
-        text += &format!("{}: {display}<sip:{}@example.com>;tag={}\r\n", self.name("From", "f"), self.from_user, self.from_tag);
-        text += &format!("{}:{}sip:{}@{}\r\n", self.name("To", "t"), self.space(), self.from_user, self.to_host);
+        let display = self
+            .display
+            .as_deref()
+            .map(|d| format!("{} ", quote(d)))
+            .unwrap_or_default();
+        text += &format!(
+            "{}: {display}<sip:{}@example.com>;tag={}\r\n",
+            self.name("From", "f"),
+            self.from_user,
+            self.from_tag
+        );
+        text += &format!(
+            "{}:{}sip:{}@{}\r\n",
+            self.name("To", "t"),
+            self.space(),
+            self.from_user,
+            self.to_host
+        );
         text += &format!("{}: {}\r\n", self.name("Call-ID", "i"), self.call_id);
         text += &format!("CSeq: {}{}{}\r\n", self.cseq, self.space(), self.method);
         let contacts: Vec<String> = self
@@ -227,12 +288,19 @@ impl Generated {
             .iter()
             .map(|c| {
                 let port = c.port.map(|p| format!(":{p}")).unwrap_or_default();
-                let expires = c.expires.map(|e| format!(";expires={e}")).unwrap_or_default();
+                let expires = c
+                    .expires
+                    .map(|e| format!(";expires={e}"))
+                    .unwrap_or_default();
                 format!("<sip:{}@{}{port};transport=udp>{expires}", c.user, c.host)
             })
             .collect();
         if !contacts.is_empty() {
-            text += &format!("{}: {}\r\n", self.name("Contact", "m"), contacts.join(&format!(",{}", self.space())));
+            text += &format!(
+                "{}: {}\r\n",
+                self.name("Contact", "m"),
+                contacts.join(&format!(",{}", self.space()))
+            );
         }
         if let Some(expires) = self.expires {
             text += &format!("Expires: {expires}\r\n");
@@ -243,7 +311,11 @@ impl Generated {
         for (name, words) in &self.extra {
             text += &format!("{name}: {}\r\n", words.join(self.space()));
         }
-        text += &format!("{}: {}\r\n\r\n", self.name("Content-Length", "l"), self.body.len());
+        text += &format!(
+            "{}: {}\r\n\r\n",
+            self.name("Content-Length", "l"),
+            self.body.len()
+        );
         let mut bytes = text.into_bytes();
         bytes.extend_from_slice(&self.body);
         bytes

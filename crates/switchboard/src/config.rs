@@ -60,15 +60,51 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("SWITCHBOARD_SIP_LISTEN", "sip_listen", Kind::List),
     ("SWITCHBOARD_SIP_ALIASES", "sip_aliases", Kind::List),
     ("SWITCHBOARD_LOG_FORMAT", "log_format", Kind::Text),
-    ("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "registrar.min_expires", Kind::Integer),
-    ("SWITCHBOARD_REGISTRAR_DEFAULT_EXPIRES", "registrar.default_expires", Kind::Integer),
-    ("SWITCHBOARD_REGISTRAR_MAX_EXPIRES", "registrar.max_expires", Kind::Integer),
-    ("SWITCHBOARD_REGISTRAR_MAX_CONTACTS", "registrar.max_contacts", Kind::Integer),
-    ("SWITCHBOARD_REGISTRAR_CHALLENGE", "registrar.challenge", Kind::Integer),
-    ("SWITCHBOARD_REGISTRAR_ALGORITHMS", "registrar.algorithms", Kind::List),
-    ("SWITCHBOARD_REGISTRAR_NONCE_LIFETIME", "registrar.nonce_lifetime", Kind::Integer),
-    ("SWITCHBOARD_REGISTRAR_ALLOW_LEGACY_DIGEST", "registrar.allow_legacy_digest", Kind::Bool),
-    ("SWITCHBOARD_STORAGE_SYNCHRONOUS", "storage.synchronous", Kind::Text),
+    (
+        "SWITCHBOARD_REGISTRAR_MIN_EXPIRES",
+        "registrar.min_expires",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_DEFAULT_EXPIRES",
+        "registrar.default_expires",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_MAX_EXPIRES",
+        "registrar.max_expires",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_MAX_CONTACTS",
+        "registrar.max_contacts",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_CHALLENGE",
+        "registrar.challenge",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_ALGORITHMS",
+        "registrar.algorithms",
+        Kind::List,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_NONCE_LIFETIME",
+        "registrar.nonce_lifetime",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_ALLOW_LEGACY_DIGEST",
+        "registrar.allow_legacy_digest",
+        Kind::Bool,
+    ),
+    (
+        "SWITCHBOARD_STORAGE_SYNCHRONOUS",
+        "storage.synchronous",
+        Kind::Text,
+    ),
 ];
 
 /// `SWITCHBOARD_*` variables that are not configuration keys.
@@ -200,9 +236,8 @@ impl Settings {
         let sip_specs = if !overrides.sip_listen.is_empty() {
             overrides.sip_listen
         } else {
-            file.sip_listen.unwrap_or_else(|| {
-                DEFAULT_SIP_LISTEN.iter().map(|s| (*s).to_owned()).collect()
-            })
+            file.sip_listen
+                .unwrap_or_else(|| DEFAULT_SIP_LISTEN.iter().map(|s| (*s).to_owned()).collect())
         };
         if sip_specs.is_empty() {
             bail!("sip_listen is empty: at least one SIP listener is needed");
@@ -253,7 +288,9 @@ fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfi
     let max_expires = section.max_expires.unwrap_or(defaults.max_expires);
     let default_expires = section.default_expires.unwrap_or(defaults.default_expires);
     if min_expires > max_expires {
-        bail!("registrar.min_expires ({min_expires}) is above registrar.max_expires ({max_expires})");
+        bail!(
+            "registrar.min_expires ({min_expires}) is above registrar.max_expires ({max_expires})"
+        );
     }
     if !(min_expires..=max_expires).contains(&default_expires) {
         bail!(
@@ -388,8 +425,6 @@ mod tests {
         assert!(bad(&[("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "soon")]).contains("whole number"));
         assert!(bad(&[("SWITCHBOARD_SIP_LISTEN", "sctp:1.2.3.4:5060")]).contains("sctp"));
         assert!(bad(&[("SWITCHBOARD_REGISTRAR_ALGORITHMS", "SHA-1")]).contains("SHA-1"));
-        assert!(
-            bad(&[("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "4000")]).contains("max_expires")
-        );
+        assert!(bad(&[("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "4000")]).contains("max_expires"));
     }
 }

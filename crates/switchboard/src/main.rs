@@ -18,7 +18,11 @@ use tracing::{error, info};
 use crate::config::{Overrides, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "SIP registrar and device-management service")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "SIP registrar and device-management service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -166,11 +170,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let fields: Vec<&str> = line.split(',').map(str::trim).collect();
                 let (username, password) = match fields.as_slice() {
                     [username, password, ..] => (*username, *password),
-                    _ => bail!("{}:{}: expected username,password[,name]", csv.display(), number + 1),
+                    _ => bail!(
+                        "{}:{}: expected username,password[,name]",
+                        csv.display(),
+                        number + 1
+                    ),
                 };
                 let name = fields.get(2).copied().unwrap_or(username);
-                create_device(store.as_ref(), &account, name, username, password, &device_type)
-                    .with_context(|| format!("{}:{}", csv.display(), number + 1))?;
+                create_device(
+                    store.as_ref(),
+                    &account,
+                    name,
+                    username,
+                    password,
+                    &device_type,
+                )
+                .with_context(|| format!("{}:{}", csv.display(), number + 1))?;
                 created += 1;
             }
             println!("{{\"created\": {created}}}");
@@ -236,7 +251,10 @@ fn create_account(store: &dyn Store, name: &str, realm: &str) -> anyhow::Result<
     match store.create_account(&account) {
         Ok(()) => Ok(account),
         Err(StoreError::Conflict(field)) => {
-            bail!("an account with this {field} already exists ({})", account.realm)
+            bail!(
+                "an account with this {field} already exists ({})",
+                account.realm
+            )
         }
         Err(error) => Err(error.into()),
     }

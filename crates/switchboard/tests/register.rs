@@ -52,15 +52,22 @@ fn register_with_digest_over_udp_and_tcp() {
     board.start();
 
     let csv = board.users_csv("alice.csv", &[("alice", "secret-a1")], REALM);
-    board.sipp("register_ok", &csv, "u1", 1).expect("udp registration");
+    board
+        .sipp("register_ok", &csv, "u1", 1)
+        .expect("udp registration");
     let bindings = bindings_of(&board, &alice);
     assert_eq!(bindings.len(), 1, "one binding after the UDP REGISTER");
     assert_eq!(bindings[0].transport, switchboard_model::Transport::Udp);
     assert!(bindings[0].contact.starts_with("sip:alice@127.0.0.1:"));
-    assert_eq!(bindings[0].user_agent.as_deref(), Some("SIPp-switchboard-test"));
+    assert_eq!(
+        bindings[0].user_agent.as_deref(),
+        Some("SIPp-switchboard-test")
+    );
 
     let csv = board.users_csv("bob.csv", &[("bob", "secret-b2")], REALM);
-    board.sipp("register_ok", &csv, "t1", 1).expect("tcp registration");
+    board
+        .sipp("register_ok", &csv, "t1", 1)
+        .expect("tcp registration");
     let bindings = bindings_of(&board, &bob);
     assert_eq!(bindings.len(), 1, "one binding after the TCP REGISTER");
     assert_eq!(bindings[0].transport, switchboard_model::Transport::Tcp);
@@ -122,7 +129,10 @@ fn refusals_wrong_password_unknown_user_disabled_and_brief_interval() {
             .sipp("register_423", &brief, transport, 1)
             .expect("expires below the minimum gets 423 with Min-Expires");
     }
-    assert!(bindings_of(&board, &carol).is_empty(), "no refusal created a binding");
+    assert!(
+        bindings_of(&board, &carol).is_empty(),
+        "no refusal created a binding"
+    );
     let carol_events = events_of(&board, &carol);
     assert_eq!(
         carol_events
@@ -144,10 +154,13 @@ fn short_registration_expires_and_is_recorded() {
     let erin = board.device("erin", "erin-pass");
     board.start();
     let csv = board.users_csv("erin.csv", &[("erin", "erin-pass")], REALM);
-    board.sipp("register_short", &csv, "u1", 1).expect("register for 2 s");
+    board
+        .sipp("register_short", &csv, "u1", 1)
+        .expect("register for 2 s");
     assert_eq!(bindings_of(&board, &erin).len(), 1);
     assert!(
-        eventually(Duration::from_secs(10), || bindings_of(&board, &erin).is_empty()),
+        eventually(Duration::from_secs(10), || bindings_of(&board, &erin)
+            .is_empty()),
         "the binding is removed once it expires"
     );
     assert!(
@@ -167,12 +180,17 @@ fn unregister_removes_the_binding() {
     board.start();
     let csv = board.users_csv("frank.csv", &[("frank", "frank-pass")], REALM);
     for transport in ["u1", "t1"] {
-        board.sipp("register_ok", &csv, transport, 1).expect("register");
+        board
+            .sipp("register_ok", &csv, transport, 1)
+            .expect("register");
         assert_eq!(bindings_of(&board, &frank).len(), 1);
         board
             .sipp("unregister_all", &csv, transport, 1)
             .expect("Contact: * with Expires: 0");
-        assert!(bindings_of(&board, &frank).is_empty(), "unregistered over {transport}");
+        assert!(
+            bindings_of(&board, &frank).is_empty(),
+            "unregistered over {transport}"
+        );
     }
     let events = events_of(&board, &frank);
     assert_eq!(
@@ -201,14 +219,22 @@ fn acknowledged_binding_survives_kill_9() {
     // The 200 OK has been received: kill at once, with no chance to flush.
     board.kill9();
     let bindings = bindings_of(&board, &grace);
-    assert_eq!(bindings.len(), 1, "the acknowledged binding is on disk after kill -9");
+    assert_eq!(
+        bindings.len(),
+        1,
+        "the acknowledged binding is on disk after kill -9"
+    );
 
     // And the restarted server serves it: a refresh from the same contact is a refresh.
     board.start();
     board
         .sipp_from(phone_port, "register_ok", &csv, "u1", 1)
         .expect("register again");
-    assert_eq!(bindings_of(&board, &grace).len(), 1, "same contact, one binding");
+    assert_eq!(
+        bindings_of(&board, &grace).len(),
+        1,
+        "same contact, one binding"
+    );
     let events = events_of(&board, &grace);
     assert_eq!(
         events,
@@ -226,6 +252,8 @@ fn devices_created_while_running_register_at_once() {
     board.start();
     let heidi = board.device("heidi", "heidi-pass");
     let csv = board.users_csv("heidi.csv", &[("heidi", "heidi-pass")], REALM);
-    board.sipp("register_ok", &csv, "u1", 1).expect("register a just-created device");
+    board
+        .sipp("register_ok", &csv, "u1", 1)
+        .expect("register a just-created device");
     assert_eq!(bindings_of(&board, &heidi).len(), 1);
 }

@@ -186,12 +186,19 @@ fn inspect_selects_realm_and_user_and_checks_the_request_uri() {
         Some(Refusal::NotServed)
     );
     // The registrar's own address is fine (what SIPp and many phones send).
-    assert!(registrar.inspect(&parse(&text), |h, p| h == "198.51.100.7" && p == Some(5060)).is_ok());
+    assert!(
+        registrar
+            .inspect(&parse(&text), |h, p| h == "198.51.100.7" && p == Some(5060))
+            .is_ok()
+    );
 
     let mut tel = Request::new();
     tel.to = "<tel:+15551234>".into();
     let text = tel.text();
-    assert_eq!(registrar.inspect(&parse(&text), local).err(), Some(Refusal::BadAor));
+    assert_eq!(
+        registrar.inspect(&parse(&text), local).err(),
+        Some(Refusal::BadAor)
+    );
 }
 
 #[test]
@@ -219,7 +226,9 @@ fn md5_and_sha256_credentials_authenticate() {
     for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
         let mut request = Request::new();
         let uri = request.request_uri.clone();
-        request.authorization = Some(credentials(&registrar, algorithm, "secret", &uri, "00000001", NOW));
+        request.authorization = Some(credentials(
+            &registrar, algorithm, "secret", &uri, "00000001", NOW,
+        ));
         assert_eq!(
             auth(&registrar, &request.text(), &device(), NOW),
             AuthOutcome::Authenticated,
@@ -234,7 +243,14 @@ fn precomputed_ha1_gives_the_same_verdict() {
     let cache = Ha1Cache::new("alice", REALM, "secret");
     let mut request = Request::new();
     let uri = request.request_uri.clone();
-    request.authorization = Some(credentials(&registrar, Algorithm::Md5, "secret", &uri, "00000001", NOW));
+    request.authorization = Some(credentials(
+        &registrar,
+        Algorithm::Md5,
+        "secret",
+        &uri,
+        "00000001",
+        NOW,
+    ));
     let text = request.text();
     let msg = parse(&text);
     assert_eq!(
@@ -248,7 +264,14 @@ fn wrong_password_is_a_failure_and_a_new_challenge() {
     let registrar = registrar(RegistrarConfig::default());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
-    request.authorization = Some(credentials(&registrar, Algorithm::Md5, "guess", &uri, "00000001", NOW));
+    request.authorization = Some(credentials(
+        &registrar,
+        Algorithm::Md5,
+        "guess",
+        &uri,
+        "00000001",
+        NOW,
+    ));
     assert_eq!(
         auth(&registrar, &request.text(), &device(), NOW),
         AuthOutcome::Refused {
@@ -263,7 +286,14 @@ fn old_nonce_with_right_password_is_stale_not_a_failure() {
     let registrar = registrar(RegistrarConfig::default());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
-    request.authorization = Some(credentials(&registrar, Algorithm::Md5, "secret", &uri, "00000001", NOW));
+    request.authorization = Some(credentials(
+        &registrar,
+        Algorithm::Md5,
+        "secret",
+        &uri,
+        "00000001",
+        NOW,
+    ));
     assert_eq!(
         auth(&registrar, &request.text(), &device(), NOW + 301_000),
         AuthOutcome::Refused {
@@ -278,9 +308,19 @@ fn nonce_counts_cannot_be_replayed() {
     let registrar = registrar(RegistrarConfig::default());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
-    request.authorization = Some(credentials(&registrar, Algorithm::Md5, "secret", &uri, "00000001", NOW));
+    request.authorization = Some(credentials(
+        &registrar,
+        Algorithm::Md5,
+        "secret",
+        &uri,
+        "00000001",
+        NOW,
+    ));
     let text = request.text();
-    assert_eq!(auth(&registrar, &text, &device(), NOW), AuthOutcome::Authenticated);
+    assert_eq!(
+        auth(&registrar, &text, &device(), NOW),
+        AuthOutcome::Authenticated
+    );
     assert_eq!(
         auth(&registrar, &text, &device(), NOW + 1),
         AuthOutcome::Refused {
@@ -334,8 +374,19 @@ fn forged_nonce_and_foreign_user_are_refused() {
     );
     // Bob's valid credentials do not register Alice's AOR (third-party registration).
     let (_, challenges) = registrar.challenges(REALM, false, NOW);
-    let nonce = challenges[0].split("nonce=\"").nth(1).and_then(|r| r.split('"').next()).expect("nonce");
-    request.authorization = Some(credentials_for(nonce, Algorithm::Md5, "bob", "bobpass", &uri, "00000001"));
+    let nonce = challenges[0]
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce");
+    request.authorization = Some(credentials_for(
+        nonce,
+        Algorithm::Md5,
+        "bob",
+        "bobpass",
+        &uri,
+        "00000001",
+    ));
     assert!(matches!(
         auth(&registrar, &request.text(), &device(), NOW),
         AuthOutcome::Refused {
@@ -360,7 +411,10 @@ fn disabled_and_ip_devices() {
     let mut by_ip = device();
     by_ip.sip.method = SipAuthMethod::Ip;
     by_ip.sip.ip = Some("192.0.2.10".into());
-    assert_eq!(auth(&registrar, &Request::new().text(), &by_ip, NOW), AuthOutcome::Authenticated);
+    assert_eq!(
+        auth(&registrar, &Request::new().text(), &by_ip, NOW),
+        AuthOutcome::Authenticated
+    );
     by_ip.sip.ip = Some("192.0.2.99".into());
     assert!(matches!(
         auth(&registrar, &Request::new().text(), &by_ip, NOW),
@@ -380,7 +434,9 @@ fn proxy_style_challenges_use_407_headers() {
     let (name, _) = registrar.challenges(REALM, false, NOW);
     assert_eq!(name, "Proxy-Authenticate");
     assert_eq!(
-        Refusal::Challenge { stale: false }.status(ChallengeStyle::Proxy).0,
+        Refusal::Challenge { stale: false }
+            .status(ChallengeStyle::Proxy)
+            .0,
         407
     );
 }
@@ -438,22 +494,43 @@ fn refresh_unregister_and_retransmission() {
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     let mut refresh = Request::new();
     refresh.cseq = 2;
-    let refreshed = apply(&registrar, &refresh, &device(), &first.bindings, NOW + 1000).expect("refresh");
+    let refreshed =
+        apply(&registrar, &refresh, &device(), &first.bindings, NOW + 1000).expect("refresh");
     assert_eq!(refreshed.bindings.len(), 1);
     assert_eq!(refreshed.bindings[0].registered_at_ms, NOW);
     assert_eq!(refreshed.bindings[0].updated_ms, NOW + 1000);
     assert_eq!(events(&refreshed.changes), vec![EventKind::Refreshed]);
 
     // The same CSeq again changes nothing; an older one is refused.
-    let again = apply(&registrar, &refresh, &device(), &refreshed.bindings, NOW + 2000).expect("retransmission");
+    let again = apply(
+        &registrar,
+        &refresh,
+        &device(),
+        &refreshed.bindings,
+        NOW + 2000,
+    )
+    .expect("retransmission");
     assert!(again.changes.is_empty());
-    let old = apply(&registrar, &Request::new(), &device(), &refreshed.bindings, NOW + 2000);
+    let old = apply(
+        &registrar,
+        &Request::new(),
+        &device(),
+        &refreshed.bindings,
+        NOW + 2000,
+    );
     assert_eq!(old.err(), Some(Refusal::OutOfOrder));
 
     let mut remove = Request::new();
     remove.cseq = 3;
     remove.expires = Some("0".into());
-    let removed = apply(&registrar, &remove, &device(), &refreshed.bindings, NOW + 3000).expect("removed");
+    let removed = apply(
+        &registrar,
+        &remove,
+        &device(),
+        &refreshed.bindings,
+        NOW + 3000,
+    )
+    .expect("removed");
     assert!(removed.bindings.is_empty());
     assert_eq!(events(&removed.changes), vec![EventKind::Unregistered]);
 }
@@ -509,7 +586,14 @@ fn max_contacts_replaces_the_oldest_binding() {
     let mut rebooted = Request::new();
     rebooted.call_id = "call-after-reboot";
     rebooted.contacts = vec!["<sip:alice@192.0.2.10:40000>".into()];
-    let second = apply(&registrar, &rebooted, &device(), &first.bindings, NOW + 5000).expect("replaced");
+    let second = apply(
+        &registrar,
+        &rebooted,
+        &device(),
+        &first.bindings,
+        NOW + 5000,
+    )
+    .expect("replaced");
     assert_eq!(second.bindings.len(), 1);
     assert_eq!(second.bindings[0].contact, "sip:alice@192.0.2.10:40000");
     assert_eq!(

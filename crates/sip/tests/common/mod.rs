@@ -15,7 +15,10 @@ pub const SUPPORTED: &[&str] = &["path", "outbound", "gruu"];
 pub fn fixture_dir() -> PathBuf {
     match std::env::var_os("SWITCHBOARD_SHARED_DIR") {
         Some(shared) => PathBuf::from(shared).join("fixtures/rfc4475"),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/rfc4475")),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/rfc4475"
+        )),
     }
 }
 
@@ -36,18 +39,28 @@ pub fn cases() -> Vec<Case> {
         .unwrap_or_else(|error| panic!("reading {}: {error}", dir.join("manifest.tsv").display()));
     manifest
         .lines()
-        .filter(|line| !line.starts_with('#') && !line.starts_with("file\t") && !line.trim().is_empty())
+        .filter(|line| {
+            !line.starts_with('#') && !line.starts_with("file\t") && !line.trim().is_empty()
+        })
         .map(|line| {
             let columns: Vec<&str> = line.split('\t').collect();
             let column = |index: usize| columns.get(index).copied().unwrap_or_default().to_owned();
             let file = column(0);
-            let bytes = std::fs::read(dir.join(&file)).unwrap_or_else(|error| panic!("reading {file}: {error}"));
+            let bytes = std::fs::read(dir.join(&file))
+                .unwrap_or_else(|error| panic!("reading {file}: {error}"));
             let expect = column(3);
             let expect_tcp = match column(4).as_str() {
                 "=" => expect.clone(),
                 other => other.to_owned(),
             };
-            Case { file, validity: column(2), expect, expect_tcp, checks: column(6), bytes }
+            Case {
+                file,
+                validity: column(2),
+                expect,
+                expect_tcp,
+                checks: column(6),
+                bytes,
+            }
         })
         .collect()
 }
@@ -69,14 +82,17 @@ pub fn request_outcome(message: &Message<'_>) -> Outcome {
     };
     if let Err(rejection) = validate_request(message, SUPPORTED) {
         if rejection.status == 420 {
-            assert!(!rejection.unsupported.is_empty(), "420 without Unsupported tags");
+            assert!(
+                !rejection.unsupported.is_empty(),
+                "420 without Unsupported tags"
+            );
         }
         return Outcome::Status(rejection.status);
     }
-    if request.method == Method::Register {
-        if let Err(rejection) = validate_register(message) {
-            return Outcome::Status(rejection.status);
-        }
+    if request.method == Method::Register
+        && let Err(rejection) = validate_register(message)
+    {
+        return Outcome::Status(rejection.status);
     }
     if matches!(request.method, Method::Other(_)) {
         return Outcome::Status(501);
@@ -99,7 +115,9 @@ pub fn stream_outcome(bytes: &[u8]) -> Outcome {
         match frame_stream(rest) {
             Ok(Frame::Incomplete) => return Outcome::Drop,
             Ok(Frame::Keepalive { len, .. }) => rest = rest.get(len..).unwrap_or_default(),
-            Ok(Frame::Message { len }) => return datagram_outcome(rest.get(..len).unwrap_or_default()),
+            Ok(Frame::Message { len }) => {
+                return datagram_outcome(rest.get(..len).unwrap_or_default());
+            }
             Err(error) => return error.status().map_or(Outcome::Drop, Outcome::Status),
         }
     }
@@ -110,9 +128,10 @@ fn pattern_matches(pattern: &str, outcome: &Outcome) -> bool {
         ("ok", Outcome::Accept) => true,
         ("ok", Outcome::Status(status)) => *status != 400,
         ("drop", Outcome::Drop) => true,
-        (class, Outcome::Status(status)) if class.len() == 3 && class.ends_with("xx") => {
-            class.as_bytes().first().is_some_and(|digit| u16::from(digit - b'0') == status / 100)
-        }
+        (class, Outcome::Status(status)) if class.len() == 3 && class.ends_with("xx") => class
+            .as_bytes()
+            .first()
+            .is_some_and(|digit| u16::from(digit - b'0') == status / 100),
         (code, Outcome::Status(status)) => code.parse::<u16>().is_ok_and(|code| code == *status),
         _ => false,
     }
@@ -121,7 +140,10 @@ fn pattern_matches(pattern: &str, outcome: &Outcome) -> bool {
 /// Whether `outcome` is allowed by an expectation such as `400,~4xx,-2xx`.
 pub fn allowed(expect: &str, outcome: &Outcome) -> bool {
     let items: Vec<&str> = expect.split(',').map(str::trim).collect();
-    let forbidden = items.iter().filter_map(|item| item.strip_prefix('-')).any(|item| pattern_matches(item, outcome));
+    let forbidden = items
+        .iter()
+        .filter_map(|item| item.strip_prefix('-'))
+        .any(|item| pattern_matches(item, outcome));
     let permitted = items
         .iter()
         .filter(|item| !item.starts_with('-'))
@@ -139,16 +161,25 @@ pub fn exercise(bytes: &[u8]) {
     let _ = message.cseq();
     let _ = message.from().map(|from| (from.tag(), from.param("x")));
     let _ = message.to().map(|to| (to.tag(), to.uri.param("user")));
-    let _ = message.top_via().map(|via| (via.branch(), via.rport(), via.received()));
+    let _ = message
+        .top_via()
+        .map(|via| (via.branch(), via.rport(), via.received()));
     let _ = message.vias().count();
     if let Ok(Contacts::List(contacts)) = message.contacts() {
         for contact in contacts.flatten() {
-            let _ = (contact.expires(), contact.param("q"), contact.uri.host_port());
+            let _ = (
+                contact.expires(),
+                contact.param("q"),
+                contact.uri.host_port(),
+            );
         }
     }
     let _ = message.expires();
     let _ = message.max_forwards();
-    for credentials in message.authorizations(false).chain(message.authorizations(true)) {
+    for credentials in message
+        .authorizations(false)
+        .chain(message.authorizations(true))
+    {
         let _ = (credentials.param("nonce"), credentials.digest());
     }
     for header in message.headers() {
@@ -161,8 +192,15 @@ pub fn exercise(bytes: &[u8]) {
     if let Some(request) = message.request() {
         let _ = switchboard_sip::Uri::parse(request.uri);
         let mut out = Vec::new();
-        ResponseWriter::new(&mut out, 200, "OK", &message, "192.0.2.1:5060".parse().expect("addr"), Some("t"))
-            .finish();
+        ResponseWriter::new(
+            &mut out,
+            200,
+            "OK",
+            &message,
+            "192.0.2.1:5060".parse().expect("addr"),
+            Some("t"),
+        )
+        .finish();
         let _ = parse(&out).expect("our own response parses");
     }
     assert_round_trip(&message);
@@ -173,24 +211,37 @@ pub fn exercise(bytes: &[u8]) {
 pub fn assert_round_trip(message: &Message<'_>) {
     let mut out = Vec::new();
     message.write(&mut out);
-    let reparsed = parse(&out).unwrap_or_else(|error| panic!("written form does not parse: {error}\n{message:?}"));
+    let reparsed = parse(&out)
+        .unwrap_or_else(|error| panic!("written form does not parse: {error}\n{message:?}"));
     assert_eq!(reparsed.start, message.start, "start line");
     assert_eq!(reparsed.body, message.body, "body");
     let mut reparsed_headers = reparsed.headers().iter();
     for header in message.headers() {
-        let again = reparsed_headers.next().expect("header missing after round trip");
+        let again = reparsed_headers
+            .next()
+            .expect("header missing after round trip");
         assert_eq!(again.name, header.name);
-        assert_eq!(again.value, unfold(header.value), "value of {}", header.name);
+        assert_eq!(
+            again.value,
+            unfold(header.value),
+            "value of {}",
+            header.name
+        );
     }
     let extra: Vec<_> = reparsed_headers.collect();
     if message.content_length().is_some() {
         assert!(extra.is_empty(), "unexpected extra headers {extra:?}");
     } else {
         assert_eq!(extra.len(), 1);
-        assert!(extra.iter().all(|header| header.name == HeaderName::ContentLength));
+        assert!(
+            extra
+                .iter()
+                .all(|header| header.name == HeaderName::ContentLength)
+        );
     }
     assert!(matches!(
         (&reparsed.start, &message.start),
-        (StartLine::Request(_), StartLine::Request(_)) | (StartLine::Response(_), StartLine::Response(_))
+        (StartLine::Request(_), StartLine::Request(_))
+            | (StartLine::Response(_), StartLine::Response(_))
     ));
 }

@@ -76,10 +76,19 @@ pub fn extract(buf: &[u8]) -> Option<Extracted<'_>> {
 pub fn respond(buf: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let message = parse(buf).ok()?;
     out.clear();
-    let mut writer =
-        ResponseWriter::new(out, 200, "OK", &message, "127.0.0.1:5090".parse().ok()?, Some("a1b2c3"));
+    let mut writer = ResponseWriter::new(
+        out,
+        200,
+        "OK",
+        &message,
+        "127.0.0.1:5090".parse().ok()?,
+        Some("a1b2c3"),
+    );
     writer
-        .header("Contact", "<sip:user000001@127.0.0.1:5090;transport=UDP>;expires=3600")
+        .header(
+            "Contact",
+            "<sip:user000001@127.0.0.1:5090;transport=UDP>;expires=3600",
+        )
         .header_fmt("Expires", format_args!("{}", 3600));
     writer.finish();
     Some(())

@@ -81,6 +81,8 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     closed: AtomicBool,
     counters: Arc<Counters>,
+    /// Stops (by dropping the sender) and joins the checkpoint thread.
+    checkpoints: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,6 +140,52 @@ fn configure(connection: &Connection, synchronous: Synchronous) -> rusqlite::Res
     Ok(())
 }
 
+/// The writer's connection: no checkpoints on the commit path (the checkpoint thread does
+/// them), and an 8 MiB page cache. Measured at 10k registrations/s: 64 MiB cost more CPU, not
+/// less, because SQLite walks the cache's hash table when a commit ends (`pcache1Truncate`).
+fn tune_writer(connection: &Connection) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "cache_size", -8_192)?;
+    connection.pragma_update(None, "temp_store", "memory")?;
+    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // After a restart, a WAL file larger than this is truncated back to it.
+    connection.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    Ok(())
+}
+
+/// WAL size (frames of one page) beyond which the checkpointer restarts the log.
+const RESTART_FRAMES: i64 = 4096;
+
+/// How often the WAL is copied back into the database, off the commit path.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Copies committed WAL frames into the database without blocking the writer (PASSIVE), until
+/// the store closes; then a final TRUNCATE checkpoint leaves a small WAL behind.
+fn checkpoint_loop(connection: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+        // PASSIVE copies frames without stopping the writer; but under a steady stream of
+        // commits it never catches up, and the WAL can only restart from its beginning once
+        // fully copied. So when the log grows past RESTART_FRAMES, a RESTART checkpoint holds the
+        // writer for the little that is left and lets the log start over.
+        let passive = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        });
+        match passive {
+            Ok(frames) if frames > RESTART_FRAMES => {
+                if let Err(error) =
+                    connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                {
+                    tracing::warn!(%error, "WAL restart checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+        }
+    }
+    if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::debug!(%error, "final WAL checkpoint failed");
+    }
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -166,6 +214,16 @@ impl SqliteStore {
         let mut connection = Connection::open(&path).map_err(sql_error)?;
         configure(&connection, options.synchronous).map_err(sql_error)?;
         schema::migrate(&mut connection, schema::MIGRATIONS)?;
+        tune_writer(&connection).map_err(sql_error)?;
+        let (stop_checkpoints, checkpoint_stop) = mpsc::channel::<()>();
+        let checkpointer = Connection::open(&path).map_err(sql_error)?;
+        configure(&checkpointer, options.synchronous).map_err(sql_error)?;
+        let checkpoints = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, checkpoint_stop))
+            .map_err(|error| {
+                StoreError::Backend(format!("starting the checkpoint thread: {error}"))
+            })?;
 
         let counters = Arc::new(Counters::default());
         let (sender, receiver) = mpsc::channel();
@@ -181,6 +239,7 @@ impl SqliteStore {
             options,
             jobs: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
+            checkpoints: Mutex::new(Some((stop_checkpoints, checkpoints))),
             readers: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             counters,
@@ -216,6 +275,17 @@ impl SqliteStore {
             && writer.join().is_err()
         {
             tracing::error!("store writer thread panicked");
+        }
+        let checkpoints = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((stop, thread)) = checkpoints {
+            drop(stop);
+            if thread.join().is_err() {
+                tracing::error!("store checkpoint thread panicked");
+            }
         }
         self.readers
             .lock()

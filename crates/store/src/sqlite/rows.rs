@@ -217,10 +217,20 @@ pub(crate) const BINDING_COLUMNS: &str = "account_id, device_id, key, aor, conta
      reg_id, q_milli, expires_at_ms, registered_at_ms, updated_ms, call_id, cseq, user_agent, transport, \
      received, local, connection_id, path";
 
-pub(crate) const UPSERT_BINDING: &str = "INSERT OR REPLACE INTO bindings (account_id, device_id, key, aor, \
+/// An update in place on conflict (not `INSERT OR REPLACE`, which deletes and re-inserts the
+/// row and so rewrites every index entry): a refresh touches only the columns and indexes that
+/// changed.
+pub(crate) const UPSERT_BINDING: &str = "INSERT INTO bindings (account_id, device_id, key, aor, \
      contact, contact_params, instance, reg_id, q_milli, expires_at_ms, registered_at_ms, updated_ms, call_id, \
      cseq, user_agent, transport, received, local, connection_id, path)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+     ON CONFLICT (device_id, key) DO UPDATE SET account_id = excluded.account_id, aor = excluded.aor, \
+     contact = excluded.contact, contact_params = excluded.contact_params, instance = excluded.instance, \
+     reg_id = excluded.reg_id, q_milli = excluded.q_milli, expires_at_ms = excluded.expires_at_ms, \
+     registered_at_ms = excluded.registered_at_ms, updated_ms = excluded.updated_ms, \
+     call_id = excluded.call_id, cseq = excluded.cseq, user_agent = excluded.user_agent, \
+     transport = excluded.transport, received = excluded.received, local = excluded.local, \
+     connection_id = excluded.connection_id, path = excluded.path";
 
 /// The connection id is a `u64` kept bit for bit in SQLite's signed 64-bit integer.
 fn connection_id_to_sql(id: u64) -> i64 {

@@ -101,6 +101,7 @@ enum GroupFailure {
 
 /// Commits `group` (draining it) and answers every request in it.
 fn commit_group(connection: &mut Connection, group: &mut Vec<CommitRequest>, counters: &Counters) {
+    let started = std::time::Instant::now();
     let outcome = match apply_together(connection, group) {
         Ok(ids) => ids.into_iter().map(Ok).collect(),
         Err(GroupFailure::Batch(error)) => {
@@ -133,6 +134,10 @@ fn commit_group(connection: &mut Connection, group: &mut Vec<CommitRequest>, cou
         Counters::add(&counters.committed_changes, changes);
     }
     Counters::add(&counters.failed_batches, failed);
+    let elapsed = started.elapsed();
+    if elapsed > std::time::Duration::from_millis(5) {
+        tracing::debug!(batches = group.len(), ?elapsed, "slow group commit");
+    }
     for (request, result) in group.drain(..).zip(outcome) {
         // The caller may have stopped waiting; the changes are committed all the same.
         let _ = request.reply.send(result);

@@ -26,7 +26,10 @@ pub fn sipp_available() -> bool {
     if !found {
         let required = std::env::var("SWITCHBOARD_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
             || std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!required, "sipp is required (apt-get install sip-tester) but not found");
+        assert!(
+            !required,
+            "sipp is required (apt-get install sip-tester) but not found"
+        );
         eprintln!("SKIPPED: sipp not installed (apt-get install sip-tester)");
     }
     found
@@ -137,10 +140,10 @@ impl Switchboard {
             if let Some((200, _)) = self.http_get("/healthz") {
                 return;
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("switchboard exited early ({status}):\n{}", self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("switchboard exited early ({status}):\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -215,7 +218,13 @@ impl Switchboard {
 
     /// Runs one SIPp scenario (`tests/sipp/NAME.xml`) once per user line, over `transport`
     /// (`u1` or `t1`); returns whether every call succeeded, with SIPp's output on failure.
-    pub fn sipp(&self, scenario: &str, csv: &Path, transport: &str, calls: usize) -> Result<(), String> {
+    pub fn sipp(
+        &self,
+        scenario: &str,
+        csv: &Path,
+        transport: &str,
+        calls: usize,
+    ) -> Result<(), String> {
         self.sipp_from(free_port(), scenario, csv, transport, calls)
     }
 
@@ -250,8 +259,9 @@ impl Switchboard {
         if output.status.success() {
             return Ok(());
         }
-        let errors = std::fs::read_to_string(self.dir.path().join(format!("{scenario}-errors.log")))
-            .unwrap_or_default();
+        let errors =
+            std::fs::read_to_string(self.dir.path().join(format!("{scenario}-errors.log")))
+                .unwrap_or_default();
         Err(format!(
             "sipp {scenario} over {transport} failed ({}):\n{}\n--- sipp errors ---\n{errors}\n--- server log ---\n{}",
             output.status,
