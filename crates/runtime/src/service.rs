@@ -449,9 +449,21 @@ impl SipService {
     ) -> Option<Outgoing> {
         let status = error.status()?;
         let head = head_without_body(data)?;
-        let msg = switchboard_sip::parse(&head).ok()?;
-        let request = msg.request()?;
-        if matches!(request.method, Method::Ack) {
+        let placeholder;
+        let msg = match switchboard_sip::parse(&head) {
+            Ok(msg) => msg,
+            Err(_) => {
+                // The request line itself is malformed (RFC 4475 lwsruri): the headers may
+                // still be fine, and they are all a 400 needs.
+                placeholder = with_placeholder_request_line(&head)?;
+                switchboard_sip::parse(&placeholder).ok()?
+            }
+        };
+        msg.request()?;
+        if msg
+            .cseq()
+            .is_ok_and(|cseq| matches!(cseq.method, Method::Ack))
+        {
             return None;
         }
         msg.call_id().ok()?;
@@ -481,6 +493,19 @@ fn head_without_body(data: &[u8]) -> Option<Vec<u8>> {
     }
     head.extend_from_slice(b"\r\n");
     Some(head)
+}
+
+/// `head` with its first line replaced by a well-formed request line. Error path only.
+fn with_placeholder_request_line(head: &[u8]) -> Option<Vec<u8>> {
+    let end = head.iter().position(|&b| b == b'\n')? + 1;
+    let first = head.get(..end)?;
+    if first.starts_with(b"SIP/") {
+        // A response is never answered.
+        return None;
+    }
+    let mut out = b"OPTIONS sip:invalid SIP/2.0\r\n".to_vec();
+    out.extend_from_slice(head.get(end..)?);
+    Some(out)
 }
 
 fn is_challenge(response: &[u8]) -> bool {

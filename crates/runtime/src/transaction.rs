@@ -76,15 +76,15 @@ impl Transactions {
         via.host.to_ascii_lowercase().hash(&mut hasher);
         via.port.hash(&mut hasher);
         cseq.method.as_str().hash(&mut hasher);
+        // Call-ID and CSeq too: a retransmission repeats them exactly, and a broken client
+        // that reuses a branch for a new request must not get the old request's answer.
+        msg.call_id().ok()?.hash(&mut hasher);
+        cseq.number.hash(&mut hasher);
         match via.branch() {
             Some(branch) if branch.starts_with("z9hG4bK") && branch.len() > 7 => {
                 branch.hash(&mut hasher);
             }
-            _ => {
-                msg.call_id().ok()?.hash(&mut hasher);
-                cseq.number.hash(&mut hasher);
-                msg.from().ok().and_then(|f| f.tag()).hash(&mut hasher);
-            }
+            _ => msg.from().ok().and_then(|f| f.tag()).hash(&mut hasher),
         }
         Some(hasher.finish())
     }
