@@ -54,13 +54,26 @@ impl DirectoryCache {
     pub fn load_all(&self) -> Result<usize, StoreError> {
         let accounts = self.store.accounts()?;
         let mut count = 0;
+        // Page through each account: holding 100,000 full device documents at once would
+        // set the process's memory high-water mark for the rest of its life.
+        const PAGE: usize = 1000;
         for account in accounts {
-            let devices = self.store.devices(&account.id)?;
             let account = Arc::new(account);
             self.put_account(account.clone());
-            for device in devices {
-                self.put_device(device, account.clone());
-                count += 1;
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .devices_page(&account.id, after.as_deref(), PAGE)?;
+                let full = page.len() == PAGE;
+                after = page.last().map(|d| d.id.clone());
+                for device in page {
+                    self.put_device(device, account.clone());
+                    count += 1;
+                }
+                if !full {
+                    break;
+                }
             }
         }
         Ok(count)

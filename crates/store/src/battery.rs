@@ -23,6 +23,7 @@ pub fn run_all(store: &dyn Store) {
     account_realms_are_case_insensitive_and_unique(store);
     missing_accounts_are_not_found(store);
     devices_round_trip(store);
+    devices_come_in_pages(store);
     device_update_replaces_the_whole_device(store);
     device_usernames_are_case_insensitive_and_unique_per_account(store);
     devices_need_an_existing_account(store);
@@ -328,6 +329,38 @@ pub fn devices_round_trip(store: &dyn Store) {
     );
     assert_eq!(store.update_device(&created[1]), Err(StoreError::NotFound));
     assert_eq!(store.devices(&account.id).expect("list").len(), 2);
+}
+
+pub fn devices_come_in_pages(store: &dyn Store) {
+    let owner = account("pages");
+    store.create_account(&owner).expect("create account");
+    let mut ids = Vec::new();
+    for index in 0..7 {
+        let created = device(&owner.id, &format!("pager{index}"));
+        store.create_device(&created).expect("create device");
+        ids.push(created.id);
+    }
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page = store
+            .devices_page(&owner.id, after.as_deref(), 3)
+            .expect("page");
+        assert!(page.len() <= 3, "a page holds at most the limit");
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.id.clone());
+        seen.extend(page.into_iter().map(|d| d.id));
+    }
+    assert_eq!(seen, ids, "pages cover every device once, in id order");
+    assert!(
+        store
+            .devices_page(&new_id(), None, 10)
+            .expect("page of an unknown account")
+            .is_empty()
+    );
 }
 
 pub fn device_update_replaces_the_whole_device(store: &dyn Store) {

@@ -152,6 +152,14 @@ pub trait Directory: Send + Sync {
     fn devices_by_ip(&self, ip: &str) -> Result<Vec<Device>>;
     /// The account's devices, sorted by id.
     fn devices(&self, account_id: &str) -> Result<Vec<Device>>;
+    /// At most `limit` of the account's devices with ids after `after_id`, sorted by id: a
+    /// page of a large account without holding all of it in memory.
+    fn devices_page(
+        &self,
+        account_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Device>>;
     /// Devices of every account with `modified_ms >= since_ms` (inclusive, so a refresh at the
     /// same millisecond as a write misses nothing), sorted by id.
     fn devices_modified_since(&self, since_ms: UnixMillis) -> Result<Vec<Device>>;

@@ -17,6 +17,11 @@ use tracing::{error, info};
 
 use crate::config::{Overrides, Settings};
 
+/// mimalloc instead of glibc malloc: measured with 100,000 registered phones, fewer bytes per
+/// binding (small strings carry less overhead) and less CPU on the REGISTER path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard",

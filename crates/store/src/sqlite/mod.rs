@@ -490,6 +490,27 @@ impl Directory for SqliteStore {
         })
     }
 
+    fn devices_page(
+        &self,
+        account_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Device>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM devices WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                rows::DEVICE_COLUMNS
+            );
+            rows::collect(
+                connection,
+                &sql,
+                params![account_id, after_id.unwrap_or(""), limit],
+                rows::device,
+            )
+        })
+    }
+
     fn devices_modified_since(&self, since_ms: UnixMillis) -> Result<Vec<Device>> {
         self.read(|connection| {
             let sql = format!(
