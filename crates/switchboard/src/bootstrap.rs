@@ -52,10 +52,11 @@ pub fn nonce_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(secret)
 }
 
-/// On an empty store, creates the admin account and its API key: printed once on standard
-/// output, saved to `bootstrap-api-key` (mode 0600); `SWITCHBOARD_BOOTSTRAP_API_KEY` presets it.
+/// When there is no admin account yet (first start, even if accounts were created with the
+/// CLI before it), creates it and its API key: printed once on standard output, saved to
+/// `bootstrap-api-key` (mode 0600); `SWITCHBOARD_BOOTSTRAP_API_KEY` presets it.
 pub fn ensure_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
-    if !store.accounts()?.is_empty() {
+    if store.account_by_realm(ADMIN_REALM)?.is_some() {
         return Ok(());
     }
     let key = match std::env::var("SWITCHBOARD_BOOTSTRAP_API_KEY") {

@@ -46,7 +46,8 @@ fn register_with_digest_over_udp_and_tcp() {
     if !common::sipp_available() {
         return;
     }
-    let mut board = Switchboard::prepare(&[]);
+    // Debug logging, so the no-secrets check below covers every log line there is.
+    let mut board = Switchboard::prepare(&[("SWITCHBOARD_LOG", "debug")]);
     let alice = board.device("alice", "secret-a1");
     let bob = board.device("bob", "secret-b2");
     board.start();
@@ -83,7 +84,14 @@ fn register_with_digest_over_udp_and_tcp() {
     assert!(events_of(&board, &bob).contains(&EventKind::Registered));
     assert!(board.terminate(), "clean exit on SIGTERM:\n{}", board.log());
     let log = board.log();
-    for secret in ["secret-a1", "secret-b2", "nonce=", "response="] {
+    assert!(log.contains("DEBUG"), "debug logging was on");
+    for secret in [
+        "secret-a1",
+        "secret-b2",
+        "nonce=",
+        "response=",
+        "Authorization",
+    ] {
         assert!(!log.contains(secret), "the log leaks {secret}:\n{log}");
     }
 }

@@ -130,7 +130,13 @@ impl Switchboard {
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port))
             .envs(self.env.iter().cloned())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("server.out"))
+                    .expect("stdout file"),
+            ))
             .stderr(log)
             .spawn()
             .expect("spawn switchboard serve");
@@ -152,6 +158,11 @@ impl Switchboard {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Everything the server printed on standard output, over all its starts.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {
