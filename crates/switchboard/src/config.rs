@@ -107,11 +107,13 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ),
 ];
 
-/// `SWITCHBOARD_*` variables that are not configuration keys.
+/// `SWITCHBOARD_*` variables that are not configuration keys (the last one locates the
+/// shared fixtures for the tests and the benchmark scripts).
 const ENV_OTHER: &[&str] = &[
     "SWITCHBOARD_CONFIG",
     "SWITCHBOARD_LOG",
     "SWITCHBOARD_BOOTSTRAP_API_KEY",
+    "SWITCHBOARD_SHARED_DIR",
 ];
 
 #[derive(Debug, Clone, Copy)]

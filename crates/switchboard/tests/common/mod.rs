@@ -14,8 +14,9 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_switchboard")
 }
 
-/// Whether external tools (sipp) must be present: CI sets SWITCHBOARD_REQUIRE_EXTERNAL=1 so a
-/// missing tool fails the run instead of skipping.
+/// Whether external tools (sipp) must be present: CI sets REQUIRE_SIPP=1 (outside the
+/// `SWITCHBOARD_` namespace, which the binary checks strictly) so a missing tool fails the run
+/// instead of skipping.
 pub fn sipp_available() -> bool {
     let found = Command::new("sipp")
         .arg("-v")
@@ -24,7 +25,7 @@ pub fn sipp_available() -> bool {
         .status()
         .is_ok();
     if !found {
-        let required = std::env::var("SWITCHBOARD_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
+        let required = std::env::var("REQUIRE_SIPP").is_ok_and(|v| v == "1")
             || std::env::var("CI").is_ok_and(|v| v == "true");
         assert!(
             !required,
@@ -82,12 +83,25 @@ impl Switchboard {
     }
 
     /// Runs a CLI command against the data directory and returns its JSON output.
+    /// The binary as a child process, with only the environment this test chose: variables a
+    /// developer has set in their shell must not change (or, if unknown, stop) the server.
+    fn command(&self) -> Command {
+        let mut command = Command::new(binary());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("SWITCHBOARD_") {
+                command.env_remove(name);
+            }
+        }
+        command.envs(self.env.iter().cloned());
+        command
+    }
+
     pub fn cli(&self, args: &[&str]) -> serde_json::Value {
-        let output = Command::new(binary())
+        let output = self
+            .command()
             .args(args)
             .arg("--data-dir")
             .arg(self.dir.path())
-            .envs(self.env.iter().cloned())
             .output()
             .expect("run switchboard cli");
         assert!(
@@ -119,7 +133,8 @@ impl Switchboard {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
-        let child = Command::new(binary())
+        let child = self
+            .command()
             .arg("serve")
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -129,7 +144,6 @@ impl Switchboard {
             .arg(format!("tcp:127.0.0.1:{}", self.sip_port))
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port))
-            .envs(self.env.iter().cloned())
             .stdout(Stdio::from(
                 std::fs::OpenOptions::new()
                     .create(true)
