@@ -427,6 +427,14 @@ impl Registrar {
             user_agent: user_agent.clone(),
             reason: reason.map(str::to_owned),
         };
+        // Removes a binding from the store and records why, in one commit.
+        let retire = |changes: &mut Vec<Change>, binding: &Binding, kind, reason| {
+            changes.push(Change::RemoveBinding {
+                device_id: binding.device_id.clone(),
+                key: binding.key.clone(),
+            });
+            changes.push(Change::AppendEvent(event(kind, binding, Some(reason))));
+        };
         // Bindings that lapsed but were not swept yet are expired here, so the history and
         // the store stay exact whichever comes first.
         let mut next: Vec<Binding> = Vec::with_capacity(current.len() + 1);
@@ -434,15 +442,13 @@ impl Registrar {
             if binding.expires_at_ms > now_ms {
                 next.push(binding.clone());
             } else {
-                changes.push(Change::RemoveBinding {
-                    device_id: binding.device_id.clone(),
-                    key: binding.key.clone(),
-                });
-                let mut expired = event(EventKind::Expired, binding, Some("not refreshed"));
-                expired.address = Some(binding.received.to_string());
-                expired.transport = Some(binding.transport);
-                expired.user_agent = binding.user_agent.clone();
-                changes.push(Change::AppendEvent(expired));
+                retire(&mut changes, binding, EventKind::Expired, "not refreshed");
+                // An expiry is about the binding's own address, not this request's.
+                if let Some(Change::AppendEvent(expired)) = changes.last_mut() {
+                    expired.address = Some(binding.received.to_string());
+                    expired.transport = Some(binding.transport);
+                    expired.user_agent = binding.user_agent.clone();
+                }
             }
         }
 
@@ -474,15 +480,7 @@ impl Registrar {
                     });
                 }
                 for binding in next.drain(..) {
-                    changes.push(Change::RemoveBinding {
-                        device_id: binding.device_id.clone(),
-                        key: binding.key.clone(),
-                    });
-                    changes.push(Change::AppendEvent(event(
-                        EventKind::Unregistered,
-                        &binding,
-                        Some("contact *"),
-                    )));
+                    retire(&mut changes, &binding, EventKind::Unregistered, "contact *");
                 }
                 return Ok(Registration {
                     bindings: next,
@@ -541,15 +539,7 @@ impl Registrar {
             if expires == 0 {
                 if let Some(index) = existing {
                     let binding = next.remove(index);
-                    changes.push(Change::RemoveBinding {
-                        device_id: device.id.clone(),
-                        key: binding.key.clone(),
-                    });
-                    changes.push(Change::AppendEvent(event(
-                        EventKind::Unregistered,
-                        &binding,
-                        Some("expires=0"),
-                    )));
+                    retire(&mut changes, &binding, EventKind::Unregistered, "expires=0");
                 }
                 continue;
             }
@@ -595,15 +585,12 @@ impl Registrar {
                         .map(|(i, _)| i)
                     {
                         let evicted = next.remove(oldest);
-                        changes.push(Change::RemoveBinding {
-                            device_id: device.id.clone(),
-                            key: evicted.key.clone(),
-                        });
-                        changes.push(Change::AppendEvent(event(
-                            EventKind::Unregistered,
+                        retire(
+                            &mut changes,
                             &evicted,
-                            Some("replaced by a new contact"),
-                        )));
+                            EventKind::Unregistered,
+                            "replaced by a new contact",
+                        );
                     }
                 }
                 next.push(binding.clone());
