@@ -24,6 +24,8 @@ pub struct CachedDevice {
 struct Maps {
     /// realm (lower-case) → account.
     accounts: HashMap<String, Arc<Account>>,
+    /// account id → its realm key in `accounts`, to move an account whose realm changed.
+    realm_keys: HashMap<String, String>,
     /// (account id, username lower-case) → device.
     devices: HashMap<(String, String), Arc<CachedDevice>>,
     /// device id → its key in `devices`, to move a device whose username changed.
@@ -80,11 +82,14 @@ impl DirectoryCache {
     }
 
     fn put_account(&self, account: Arc<Account>) {
+        let realm = account.realm.to_ascii_lowercase();
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        maps.accounts
-            .retain(|_, existing| existing.id != account.id);
-        maps.accounts
-            .insert(account.realm.to_ascii_lowercase(), account);
+        if let Some(old_realm) = maps.realm_keys.insert(account.id.clone(), realm.clone())
+            && old_realm != realm
+        {
+            maps.accounts.remove(&old_realm);
+        }
+        maps.accounts.insert(realm, account);
     }
 
     fn put_device(&self, mut device: Device, account: Arc<Account>) -> Arc<CachedDevice> {
@@ -184,9 +189,9 @@ impl DirectoryCache {
             newest = newest.max(device.modified_ms);
             let account = {
                 let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
-                maps.accounts
-                    .values()
-                    .find(|a| a.id == device.account_id)
+                maps.realm_keys
+                    .get(&device.account_id)
+                    .and_then(|realm| maps.accounts.get(realm))
                     .cloned()
             };
             if let Some(account) = account {
@@ -194,5 +199,81 @@ impl DirectoryCache {
             }
         }
         Ok(newest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_store::{Directory, SqliteOptions, SqliteStore, battery};
+
+    fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn accounts_and_devices_move_when_their_keys_change() {
+        let (_dir, store) = store();
+        let mut account = battery::account("cache");
+        store.create_account(&account).expect("account");
+        let mut device = battery::device(&account.id, "Alice");
+        store.create_device(&device).expect("device");
+        let cache = DirectoryCache::new(store.clone());
+        assert_eq!(cache.load_all().expect("load"), 1);
+        assert!(cache.cached_account(&account.realm).is_some());
+        assert!(
+            cache.cached_device(&account.id, "ALICE").is_some(),
+            "case-insensitive"
+        );
+
+        account.realm = format!("moved-{}", account.realm);
+        store.update_account(&account).expect("update account");
+        device.sip.username = Some("bob".into());
+        device.modified_ms += 10;
+        store.update_device(&device).expect("update device");
+        cache.refresh(0).expect("refresh");
+        assert!(cache.cached_account(&account.realm).is_some());
+        assert!(
+            cache
+                .cached_account(account.realm.trim_start_matches("moved-"))
+                .is_none(),
+            "the old realm no longer selects the account"
+        );
+        assert!(cache.cached_device(&account.id, "alice").is_none());
+        let bob = cache.cached_device(&account.id, "bob").expect("moved");
+        assert!(bob.ha1.is_some(), "HA1 computed once per device");
+        assert_eq!(
+            bob.device.document,
+            serde_json::Value::Null,
+            "documents stay in the store"
+        );
+
+        cache.remove_device(&device.id);
+        assert!(cache.cached_device(&account.id, "bob").is_none());
+    }
+
+    #[test]
+    fn misses_are_read_from_the_store() {
+        let (_dir, store) = store();
+        let account = battery::account("miss");
+        store.create_account(&account).expect("account");
+        let cache = DirectoryCache::new(store.clone());
+        cache.load_all().expect("load");
+        // Written by "another process" after the load.
+        let device = battery::device(&account.id, "late");
+        store.create_device(&device).expect("device");
+        assert!(cache.cached_device(&account.id, "late").is_none());
+        let cached_account = cache.cached_account(&account.realm).expect("account");
+        let found = cache
+            .load_device(&cached_account, "LATE")
+            .expect("read")
+            .expect("found in the store");
+        assert_eq!(found.device.id, device.id);
+        assert!(
+            cache.cached_device(&account.id, "late").is_some(),
+            "and cached"
+        );
     }
 }
