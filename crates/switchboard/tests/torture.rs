@@ -358,3 +358,89 @@ fn options_unknown_methods_and_retransmissions() {
     store.close();
     assert_eq!(events.len(), 1, "processed once: {events:?}");
 }
+
+/// Reads from `stream` until `count` complete responses (by their blank line) have arrived or
+/// the wait runs out.
+fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while String::from_utf8_lossy(&got).matches("\r\n\r\n").count() < count
+        && std::time::Instant::now() < deadline
+    {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got)
+        .split_inclusive("\r\n\r\n")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn tcp_framing_keepalives_and_limits() {
+    let board = torture_board();
+    let options = |branch: &str| request("OPTIONS", 5060, branch, "").replace("UDP", "TCP");
+
+    // RFC 5626 keepalive: CRLFCRLF is answered with CRLF, and the connection stays usable.
+    let mut stream = TcpStream::connect(("127.0.0.1", board.sip_port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(b"\r\n\r\n").expect("ping");
+    let mut pong = [0u8; 2];
+    stream.read_exact(&mut pong).expect("pong");
+    assert_eq!(&pong, b"\r\n");
+
+    // One message split across writes, then two messages in one write.
+    let first = options("split1");
+    let (head, tail) = first.split_at(first.len() / 2);
+    stream.write_all(head.as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_millis(50));
+    stream.write_all(tail.as_bytes()).expect("write");
+    let answers = read_responses(&mut stream, 1);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(answers[0].starts_with("SIP/2.0 200 "), "{answers:?}");
+    let pair = format!("{}{}", options("pair1"), options("pair2"));
+    stream.write_all(pair.as_bytes()).expect("write");
+    let answers = read_responses(&mut stream, 2);
+    assert_eq!(
+        answers.len(),
+        2,
+        "both pipelined requests answered: {answers:?}"
+    );
+    assert!(answers.iter().all(|a| a.starts_with("SIP/2.0 200 ")));
+    assert!(
+        answers.iter().any(|a| a.contains("pair1")) && answers.iter().any(|a| a.contains("pair2"))
+    );
+
+    // A message larger than 64 KiB: refused (513) or the connection closed, never served.
+    let mut big = TcpStream::connect(("127.0.0.1", board.sip_port)).expect("connect");
+    big.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let padding = "x".repeat(70_000);
+    let oversized = options("big1").replace(
+        "Content-Length: 0\r\n",
+        &format!("X-Padding: {padding}\r\nContent-Length: 0\r\n"),
+    );
+    let _ = big.write_all(oversized.as_bytes());
+    let answers = read_responses(&mut big, 1);
+    assert!(
+        answers.is_empty() || answers[0].starts_with("SIP/2.0 513 "),
+        "an oversized message is never served: {answers:?}"
+    );
+
+    // The server is still healthy for others.
+    let mut again = TcpStream::connect(("127.0.0.1", board.sip_port)).expect("connect");
+    again.set_read_timeout(Some(WAIT)).expect("timeout");
+    again
+        .write_all(options("after1").as_bytes())
+        .expect("write");
+    let answers = read_responses(&mut again, 1);
+    assert!(
+        answers
+            .first()
+            .is_some_and(|a| a.starts_with("SIP/2.0 200 ")),
+        "{answers:?}"
+    );
+}
