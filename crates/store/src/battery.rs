@@ -31,6 +31,7 @@ pub fn run_all(store: &dyn Store) {
     deleting_a_device_removes_its_bindings(store);
     deleting_an_account_removes_what_it_owns(store);
     api_keys_round_trip(store);
+    account_api_keys_are_readable_and_unique(store);
     upsert_replaces_a_binding(store);
     bindings_are_removed_one_by_one_or_per_device(store);
     expired_bindings_are_found(store);
@@ -673,6 +674,54 @@ pub fn api_keys_round_trip(store: &dyn Store) {
 }
 
 // ---- location ----------------------------------------------------------------------------
+
+pub fn account_api_keys_are_readable_and_unique(store: &dyn Store) {
+    let first = account("own-key");
+    let second = account("own-key-other");
+    store.create_account(&first).expect("create");
+    store.create_account(&second).expect("create");
+    assert_eq!(store.account_api_key(&first.id).expect("read"), None);
+    let key = new_id() + &new_id();
+    store.set_account_api_key(&first.id, &key).expect("set");
+    assert_eq!(
+        store.account_api_key(&first.id).expect("read"),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store.account_by_api_key(&key).expect("lookup"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.account_by_api_key("never issued").expect("lookup"),
+        None
+    );
+    assert_eq!(
+        store.set_account_api_key(&second.id, &key),
+        Err(conflict("api_key"))
+    );
+    assert_eq!(
+        store.set_account_api_key(&account("ghost").id, "other"),
+        Err(StoreError::NotFound)
+    );
+    // Updating the account keeps its key; a new key replaces the old one.
+    let mut renamed = first.clone();
+    renamed.name = "Renamed".to_owned();
+    store.update_account(&renamed).expect("update");
+    assert_eq!(
+        store.account_api_key(&first.id).expect("read"),
+        Some(key.clone())
+    );
+    let replacement = new_id() + &new_id();
+    store
+        .set_account_api_key(&first.id, &replacement)
+        .expect("replace");
+    assert_eq!(store.account_by_api_key(&key).expect("lookup"), None);
+    store.delete_account(&first.id).expect("delete");
+    assert_eq!(
+        store.account_by_api_key(&replacement).expect("lookup"),
+        None
+    );
+}
 
 pub fn upsert_replaces_a_binding(store: &dyn Store) {
     let (account, device) = setup(store, "upsert");

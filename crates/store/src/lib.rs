@@ -170,6 +170,14 @@ pub trait Directory: Send + Sync {
     fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>>;
     /// `NotFound` when missing.
     fn delete_api_key(&self, id: &str) -> Result<()>;
+    /// Sets (or replaces) the account's own API key, kept as issued so the account's operators
+    /// can read it back (Kazoo's `GET /accounts/{id}/api_key`). `NotFound` when the account is
+    /// missing, `Conflict("api_key")` when another account holds the same key.
+    fn set_account_api_key(&self, account_id: &str, key: &str) -> Result<()>;
+    /// The account's own API key; `None` when it has none (or the account is missing).
+    fn account_api_key(&self, account_id: &str) -> Result<Option<String>>;
+    /// The account whose own API key is exactly `key`.
+    fn account_by_api_key(&self, key: &str) -> Result<Option<Account>>;
 }
 
 /// The bindings.

@@ -115,7 +115,7 @@ pub(crate) fn sql_error(error: rusqlite::Error) -> StoreError {
                 || message.contains("devices_username_unique")
             {
                 "sip.username"
-            } else if message.contains("key_hash") {
+            } else if message.contains("key_hash") || message.contains("accounts.api_key") {
                 "api_key"
             } else if message.contains(".id") {
                 "id"
@@ -557,6 +557,38 @@ impl Directory for SqliteStore {
         let id = id.to_owned();
         self.write(move |transaction| {
             require_changed(transaction.execute("DELETE FROM api_keys WHERE id = ?1", [&id])?)
+        })
+    }
+
+    fn set_account_api_key(&self, account_id: &str, key: &str) -> Result<()> {
+        let (account_id, key) = (account_id.to_owned(), key.to_owned());
+        self.write(move |transaction| {
+            require_changed(transaction.execute(
+                "UPDATE accounts SET api_key = ?2 WHERE id = ?1",
+                params![account_id, key],
+            )?)
+        })
+    }
+
+    fn account_api_key(&self, account_id: &str) -> Result<Option<String>> {
+        self.read(|connection| {
+            rows::first(
+                connection,
+                "SELECT api_key FROM accounts WHERE id = ?1",
+                [account_id],
+                |row| row.get::<_, Option<String>>(0),
+            )
+        })
+        .map(Option::flatten)
+    }
+
+    fn account_by_api_key(&self, key: &str) -> Result<Option<Account>> {
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM accounts WHERE api_key = ?1",
+                rows::ACCOUNT_COLUMNS
+            );
+            rows::first(connection, &sql, [key], rows::account)
         })
     }
 }

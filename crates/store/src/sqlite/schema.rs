@@ -16,11 +16,18 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "account_api_key",
+        sql: include_str!("migrations/0002_account_api_key.sql"),
+    },
+];
 
 /// Brings the database up to the last of `migrations`, all pending ones in one transaction
 /// (taken with the write lock, so two processes opening a fresh database do not race).
