@@ -30,7 +30,13 @@ struct Maps {
     devices: HashMap<(String, String), Arc<CachedDevice>>,
     /// device id → its key in `devices`, to move a device whose username changed.
     device_keys: HashMap<String, (String, String)>,
+    /// device id → when it was forgotten. A copy modified no later than that was read before
+    /// the forget (by a refresh or a miss racing the API's write) and is not cached again.
+    forgotten: HashMap<String, UnixMillis>,
 }
+
+/// How long a forgotten device's tombstone is kept: far longer than one store read.
+const FORGET_WINDOW_MS: UnixMillis = 60_000;
 
 /// See the module documentation.
 pub struct DirectoryCache {
@@ -115,6 +121,12 @@ impl DirectoryCache {
             ha1,
         });
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(&forgotten_at) = maps.forgotten.get(&id) {
+            if cached.device.modified_ms <= forgotten_at {
+                return cached;
+            }
+            maps.forgotten.remove(&id);
+        }
         if let Some(old_key) = maps.device_keys.insert(id, key.clone())
             && old_key != key
         {
@@ -124,12 +136,17 @@ impl DirectoryCache {
         cached
     }
 
-    /// Forgets a device (deleted).
+    /// Forgets a device (deleted, or changed by the API): its next REGISTER reads the store,
+    /// and a copy read before now (by a refresh in flight) is not cached again.
     pub fn remove_device(&self, device_id: &str) {
+        let now = crate::clock::now_ms();
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         if let Some(key) = maps.device_keys.remove(device_id) {
             maps.devices.remove(&key);
         }
+        maps.forgotten
+            .retain(|_, &mut forgotten_at| now - forgotten_at < FORGET_WINDOW_MS);
+        maps.forgotten.insert(device_id.to_owned(), now);
     }
 
     /// The account serving `realm`, from memory.
@@ -252,6 +269,38 @@ mod tests {
 
         cache.remove_device(&device.id);
         assert!(cache.cached_device(&account.id, "bob").is_none());
+    }
+
+    #[test]
+    fn a_copy_read_before_a_forget_is_not_cached_again() {
+        let (_dir, store) = store();
+        let account = battery::account("forget");
+        store.create_account(&account).expect("account");
+        let mut device = battery::device(&account.id, "carol");
+        device.modified_ms = crate::clock::now_ms() - 1_000;
+        store.create_device(&device).expect("device");
+        let cache = DirectoryCache::new(store.clone());
+        cache.load_all().expect("load");
+        // The API disables the device after a refresh read the old copy...
+        let stale = store.device(&device.id).expect("read").expect("found");
+        device.enabled = false;
+        device.modified_ms = crate::clock::now_ms();
+        store.update_device(&device).expect("update");
+        cache.remove_device(&device.id);
+        let cached_account = cache.cached_account(&account.realm).expect("account");
+        cache.put_device(stale, cached_account.clone());
+        // ...so the stale copy is not served; the next lookup reads the store.
+        assert!(cache.cached_device(&account.id, "carol").is_none());
+        let found = cache
+            .load_device(&cached_account, "carol")
+            .expect("read")
+            .expect("found");
+        assert!(!found.device.enabled);
+        // A copy written after the forget is cached as usual.
+        device.modified_ms = crate::clock::now_ms() + 10;
+        store.update_device(&device).expect("update");
+        cache.refresh(0).expect("refresh");
+        assert!(cache.cached_device(&account.id, "carol").is_some());
     }
 
     #[test]

@@ -352,6 +352,36 @@ pub fn sweep_expired(bindings: &BindingTable, store: &dyn Store, now: i64) -> Ve
     commits
 }
 
+/// Removes every binding of a device at once (its credentials, owner or enabled state changed,
+/// or it was deleted): the table entry is cleared and `unregistered` events plus the removal
+/// are enqueued while the device's shard is locked, so the store sees them in table order.
+/// The device is also dropped from the directory cache, so its next REGISTER reads the store.
+pub fn flush_device(
+    bindings: &BindingTable,
+    directory: &DirectoryCache,
+    store: &dyn Store,
+    device_id: &str,
+    now: i64,
+) -> CommitFuture {
+    directory.remove_device(device_id);
+    bindings.with_device(device_id, |list| {
+        let mut changes: Vec<Change> = list
+            .drain(..)
+            .map(|binding| {
+                Change::AppendEvent(Event {
+                    kind: EventKind::Unregistered,
+                    reason: Some("flushed: device changed".to_owned()),
+                    ..expired_event(&binding, now)
+                })
+            })
+            .collect();
+        changes.push(Change::RemoveDeviceBindings {
+            device_id: device_id.to_owned(),
+        });
+        store.commit(changes)
+    })
+}
+
 fn expired_event(binding: &Binding, now: i64) -> Event {
     Event {
         id: 0,
@@ -409,5 +439,58 @@ mod tests {
         assert!("udp:nohost".parse::<Listen>().is_err());
         assert!("tls:0.0.0.0:5061".parse::<Listen>().is_err());
         assert_eq!(listen.to_string(), "tcp:[::1]:5070");
+    }
+
+    #[test]
+    fn flushing_a_device_clears_table_and_store_and_records_unregistered() {
+        use switchboard_store::{
+            Directory, History, Location, SqliteOptions, SqliteStore, battery,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+        let account = battery::account("flush");
+        store.create_account(&account).expect("account");
+        let device = battery::device(&account.id, "dora");
+        store.create_device(&device).expect("device");
+        let other = battery::device(&account.id, "eve");
+        store.create_device(&other).expect("device");
+        let far = clock::now_ms() + 60_000;
+        let bindings = BindingTable::new();
+        let kept = battery::binding(&account.id, &other.id, "c:sip:eve@192.0.2.2", far);
+        let mut stored = vec![kept.clone()];
+        for key in ["c:sip:dora@192.0.2.1", "c:sip:dora@192.0.2.9"] {
+            stored.push(battery::binding(&account.id, &device.id, key, far));
+        }
+        let upserts = stored.iter().cloned().map(Change::UpsertBinding).collect();
+        store.commit(upserts).wait().expect("commit");
+        bindings.load(stored);
+        assert_eq!(bindings.account_bindings(&account.id).len(), 3);
+
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let directory = DirectoryCache::new(dyn_store);
+        flush_device(
+            &bindings,
+            &directory,
+            store.as_ref(),
+            &device.id,
+            clock::now_ms(),
+        )
+        .wait()
+        .expect("flush");
+        assert_eq!(bindings.account_bindings(&account.id), vec![kept]);
+        assert!(store.device_bindings(&device.id).expect("read").is_empty());
+        assert_eq!(store.device_bindings(&other.id).expect("read").len(), 1);
+        let events = store
+            .events(&switchboard_store::EventQuery {
+                device_id: Some(device.id.clone()),
+                ..Default::default()
+            })
+            .expect("events");
+        assert_eq!(events.len(), 2);
+        assert!(
+            events
+                .iter()
+                .all(|event| event.kind == EventKind::Unregistered)
+        );
     }
 }

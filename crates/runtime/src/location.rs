@@ -79,6 +79,25 @@ impl BindingTable {
         self.with_device(device_id, |bindings| bindings.clone())
     }
 
+    /// A copy of every binding of an account's devices, sorted by (device id, key). Scans
+    /// every shard: for the operator API, not the REGISTER path.
+    pub fn account_bindings(&self, account_id: &str) -> Vec<Binding> {
+        let mut found: Vec<Binding> = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for bindings in shard.values() {
+                found.extend(
+                    bindings
+                        .iter()
+                        .filter(|binding| binding.account_id == account_id)
+                        .cloned(),
+                );
+            }
+        }
+        found.sort_by(|a, b| (&a.device_id, &a.key).cmp(&(&b.device_id, &b.key)));
+        found
+    }
+
     /// Replaces the whole table (at start).
     pub fn load(&self, bindings: Vec<Binding>) {
         for binding in bindings {
