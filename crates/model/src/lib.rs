@@ -13,6 +13,21 @@ use serde::{Deserialize, Serialize};
 /// Unix time in milliseconds.
 pub type UnixMillis = i64;
 
+/// Days since 1970-01-01 to a proleptic Gregorian `(year, month, day)` (Howard Hinnant's
+/// `civil_from_days`); the one calendar routine behind every timestamp Switchboard prints.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// A new random 32-hex-digit identifier, the shape Kazoo uses for document ids.
 pub fn new_id() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -299,6 +314,13 @@ pub enum Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
 
     #[test]
     fn ids_are_32_hex() {
