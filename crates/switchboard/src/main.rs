@@ -395,7 +395,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on http {}", settings.http_listen))?;
         info!(listen = %http.local_addr()?, "http listening");
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let http_task = tokio::spawn(http::serve(http, server.service().clone(), http_stopped));
+        let sip = http::RuntimeSip {
+            bindings: server.bindings().clone(),
+            directory: server.directory().clone(),
+            store: server.store().clone(),
+        };
+        let api = switchboard_api::router(switchboard_api::ApiState::new(
+            server.store().clone(),
+            Arc::new(sip),
+            switchboard_api::token::derive_secret(&settings.server.nonce_secret),
+        ));
+        let http_task = tokio::spawn(http::serve(
+            http,
+            server.service().clone(),
+            api,
+            http_stopped,
+        ));
         info!("switchboard ready");
         wait_for_signal().await;
         info!("shutting down: draining requests in flight");

@@ -228,6 +228,54 @@ impl Switchboard {
         Some((status, body))
     }
 
+    /// One HTTP/1.1 request over a plain TCP connection; the body, if any, is sent as
+    /// `application/json` unless `headers` names another Content-Type.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        http_request(
+            self.http_port,
+            method,
+            path,
+            headers,
+            body.map(str::as_bytes),
+        )
+    }
+
+    /// [`Switchboard::http`] with an `X-Auth-Token`.
+    pub fn api(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+        self.http(method, path, &[("X-Auth-Token", token)], body)
+    }
+
+    /// The bootstrap API key the server saved on its first start.
+    pub fn bootstrap_key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("bootstrap-api-key"))
+            .expect("bootstrap key file")
+            .trim()
+            .to_owned()
+    }
+
+    /// `PUT /v2/api_auth` with `api_key`; returns (token, account id).
+    pub fn login(&self, api_key: &str) -> (String, String) {
+        let body = serde_json::json!({"data": {"api_key": api_key}}).to_string();
+        let response = self.http("PUT", "/v2/api_auth", &[], Some(&body));
+        assert_eq!(response.status, 201, "api_auth: {}", response.text);
+        (
+            response.json["auth_token"]
+                .as_str()
+                .expect("auth_token")
+                .to_owned(),
+            response.json["data"]["account_id"]
+                .as_str()
+                .expect("account_id")
+                .to_owned(),
+        )
+    }
+
     /// Writes a SIPp injection file for `(user, password)` pairs in our realm.
     pub fn users_csv(&self, name: &str, users: &[(&str, &str)], realm: &str) -> PathBuf {
         let path = self.dir.path().join(name);
@@ -304,5 +352,79 @@ impl Switchboard {
 impl Drop for Switchboard {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// An HTTP answer: status, headers (names lower-case) and the body, parsed as JSON when it is.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A bounded plain HTTP/1.1 exchange with `Connection: close`.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect http");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let has_type = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        if !has_type {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    if let Some(body) = body {
+        // The server may answer (413) and close before reading a large body.
+        let _ = stream.write_all(body);
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let response = String::from_utf8_lossy(&raw).into_owned();
+    let (head, text) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or((response.as_str(), ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {response:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        text: text.to_owned(),
+        json: serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
     }
 }

@@ -1,0 +1,217 @@
+//! Switchboard's operator API, compatible with Kazoo 4.3's crossbar (`/v2`, and `/v1` as an
+//! alias).
+//!
+//! What it owns: the HTTP surface — routing, the Kazoo envelope, the one error type and its
+//! mapping to Kazoo's error envelope ([`ApiError`]), signed auth tokens ([`token`]), tenancy
+//! (a token reaches its own account and its descendants, nothing else), and the accounts and
+//! devices resources. What it does not: storage (it codes against `switchboard-store`'s
+//! traits) and SIP (a device write that must bite at once goes through [`SipControl`], which
+//! the binary implements over the running registrar).
+//!
+//! Handlers are thin and grouped per resource (`accounts`, `devices`, `auth`); every request
+//! body goes through one extractor ([`request::ApiRequest`]) that enforces the content type,
+//! the 1 MiB limit and JSON syntax, and finds the auth token.
+#![forbid(unsafe_code)]
+
+mod accounts;
+mod auth;
+mod devices;
+mod envelope;
+mod error;
+mod registrations;
+mod request;
+pub mod token;
+mod validation;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, put};
+use switchboard_model::Binding;
+use switchboard_store::{Store, StoreError};
+
+pub use error::ApiError;
+
+/// Largest request body accepted (Kazoo's limit); larger ones get a 413 in the envelope.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Default lifetime of an auth token (Kazoo's `token_auth_expiry_s`).
+pub const TOKEN_LIFETIME_SECS: u64 = 3600;
+
+/// What the API asks of the SIP side when a device changes.
+pub trait SipControl: Send + Sync + 'static {
+    /// The device was written or deleted: forget any cached copy (the next REGISTER reads the
+    /// store). With `flush`, also remove its bindings at once (recording `unregistered`
+    /// events), because its credentials, owner or enabled state changed, or it is gone.
+    fn device_changed<'a>(
+        &'a self,
+        account_id: &'a str,
+        device_id: &'a str,
+        flush: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+    /// The live bindings of the account's devices (the registrar's table, not the store).
+    fn account_bindings(&self, account_id: &str) -> Vec<Binding>;
+}
+
+/// A [`SipControl`] that does nothing (for an API without a registrar, e.g. in unit tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSip;
+
+impl SipControl for NoSip {
+    fn device_changed<'a>(
+        &'a self,
+        _account_id: &'a str,
+        _device_id: &'a str,
+        _flush: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn account_bindings(&self, _account_id: &str) -> Vec<Binding> {
+        Vec::new()
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    sip: Arc<dyn SipControl>,
+    token_secret: [u8; 32],
+    token_lifetime_secs: u64,
+    /// Serialises read-check-write of one device on this node, so an `If-Match` check and
+    /// the write it guards cannot interleave with another request's (striped by device id).
+    device_locks: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+/// Stripes of [`Inner::device_locks`].
+const DEVICE_LOCK_STRIPES: usize = 64;
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token secret.
+        f.debug_struct("ApiState")
+            .field("token_lifetime_secs", &self.inner.token_lifetime_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// `token_secret` signs and verifies auth tokens: every node that shares it accepts the
+    /// tokens of the others.
+    pub fn new(store: Arc<dyn Store>, sip: Arc<dyn SipControl>, token_secret: [u8; 32]) -> Self {
+        ApiState {
+            inner: Arc::new(Inner {
+                store,
+                sip,
+                token_secret,
+                token_lifetime_secs: TOKEN_LIFETIME_SECS,
+                device_locks: (0..DEVICE_LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Tokens issued from now on live this long.
+    pub fn with_token_lifetime(self, secs: u64) -> Self {
+        let inner = &self.inner;
+        ApiState {
+            inner: Arc::new(Inner {
+                store: inner.store.clone(),
+                sip: inner.sip.clone(),
+                token_secret: inner.token_secret,
+                token_lifetime_secs: secs,
+                device_locks: inner.device_locks.clone(),
+            }),
+        }
+    }
+
+    pub(crate) fn sip(&self) -> &dyn SipControl {
+        self.inner.sip.as_ref()
+    }
+
+    /// Held while a device is read, checked and written.
+    pub(crate) async fn lock_device(&self, device_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(device_id);
+        let stripes = &self.inner.device_locks;
+        let index = usize::try_from(hash % stripes.len() as u64).unwrap_or_default();
+        stripes[index].lock().await
+    }
+
+    /// Runs a blocking store call off the async workers.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
+            .await
+            .map_err(|error| ApiError::Internal(error.to_string()))?
+            .map_err(ApiError::from)
+    }
+}
+
+pub(crate) fn node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("switchboard@{host}")
+}
+
+/// The API under `/v2` and `/v1`. Unknown paths get 404 and known paths with another method
+/// 405 `invalid_method`, both in Kazoo's error envelope.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api_auth", put(auth::api_auth))
+        .route("/accounts/{account_id}", accounts::item())
+        .route("/accounts/{account_id}/api_key", get(accounts::api_key))
+        .route("/accounts/{account_id}/devices", devices::collection())
+        .route(
+            "/accounts/{account_id}/devices/status",
+            get(registrations::status),
+        )
+        .route(
+            "/accounts/{account_id}/devices/{device_id}",
+            devices::item(),
+        )
+        .route(
+            "/accounts/{account_id}/registrations",
+            registrations::collection(),
+        )
+        .route(
+            "/accounts/{account_id}/registrations/count",
+            get(registrations::count),
+        )
+        .route(
+            "/accounts/{account_id}/registrations/{username}",
+            delete(registrations::flush_username),
+        )
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::no_such_path)
+        .with_state(state);
+    Router::new()
+        .nest("/v2", api.clone())
+        .nest("/v1", api)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(error::echo_token_on_errors))
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}

@@ -1,0 +1,217 @@
+//! Document validation behind one function per resource, reporting every error at once in
+//! Kazoo's 400 shape: `{"<dotted.path>": {"<code>": {"message", "target", "cause", "value"}}}`.
+//!
+//! Devices are checked against Kazoo's whole `devices` schema (`switchboard-schema`), with
+//! the defaults written into the document as Kazoo's validator does; accounts against the
+//! few fields Switchboard stores for them.
+
+use serde_json::{Map, Value, json};
+use switchboard_schema::Schemas;
+
+use crate::ApiError;
+
+/// Errors collected over one document.
+#[derive(Debug, Default)]
+pub(crate) struct ValidationErrors {
+    errors: Map<String, Value>,
+}
+
+impl ValidationErrors {
+    pub fn push(&mut self, path: &str, code: &str, detail: Value) {
+        let entry = self
+            .errors
+            .entry(path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(codes) = entry {
+            codes.insert(code.to_owned(), detail);
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(Value::Object(self.errors)))
+        }
+    }
+
+    fn required(&mut self, path: &str) {
+        self.push(
+            path,
+            "required",
+            json!({ "message": "Field is required but missing" }),
+        );
+    }
+
+    fn wrong_type(&mut self, path: &str, expected: &str, value: &Value) {
+        self.push(
+            path,
+            "type",
+            json!({
+                "message": format!("Value did not match type(s): {expected}"),
+                "target": expected,
+                "value": value,
+            }),
+        );
+    }
+
+    /// A string whose length (in characters) must lie in `min..=max`.
+    fn string_length(&mut self, path: &str, value: &Value, min: usize, max: usize) {
+        let Some(text) = value.as_str() else {
+            self.wrong_type(path, "string", value);
+            return;
+        };
+        let length = text.chars().count();
+        if length < min {
+            self.push(
+                path,
+                "minLength",
+                json!({
+                    "message": format!("String must be at least {min} characters"),
+                    "target": min,
+                    "value": text,
+                }),
+            );
+        } else if length > max {
+            self.push(
+                path,
+                "maxLength",
+                json!({
+                    "message": format!("String must not be more than {max} characters"),
+                    "target": max,
+                    "value": text,
+                }),
+            );
+        }
+    }
+}
+
+/// Validates a device document (public fields only) against Kazoo's `devices` schema
+/// (`switchboard-schema`, which writes the schema's defaults in), plus what Kazoo checks in
+/// code rather than in the schema: a `sip.method: ip` device needs an IPv4 `sip.ip`.
+pub(crate) fn device(document: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let mut value = Value::Object(std::mem::take(document));
+    let checked = Schemas::kazoo().validate("devices", &mut value);
+    if let Value::Object(validated) = value {
+        *document = validated;
+    }
+    let mut errors = ValidationErrors::default();
+    if let Err(found) = checked
+        && let Value::Object(paths) = found.to_kazoo_data()
+    {
+        for (path, codes) in paths {
+            if let Value::Object(codes) = codes {
+                for (code, detail) in codes {
+                    errors.push(&path, &code, detail);
+                }
+            }
+        }
+    }
+    ip_address(document, &mut errors);
+    errors.into_result()
+}
+
+fn ip_address(document: &Map<String, Value>, errors: &mut ValidationErrors) {
+    let sip = document.get("sip");
+    let method = sip
+        .and_then(|sip| sip.get("method"))
+        .and_then(Value::as_str);
+    if method != Some("ip") {
+        return;
+    }
+    let ip = sip.and_then(|sip| sip.get("ip"));
+    let valid = ip
+        .and_then(Value::as_str)
+        .is_some_and(|text| text.parse::<std::net::Ipv4Addr>().is_ok());
+    if !valid {
+        errors.push(
+            "sip.ip",
+            "type",
+            json!({
+                "message": "Must be a valid IPv4 RFC 791",
+                "value": ip.cloned().unwrap_or(Value::Null),
+            }),
+        );
+    }
+}
+
+/// Validates an account document: `name` (1..128) and `realm` (4..253, `^[.\w_-]+$`).
+pub(crate) fn account(document: &Map<String, Value>) -> Result<(), ApiError> {
+    let mut errors = ValidationErrors::default();
+    match document.get("name") {
+        None | Some(Value::Null) => errors.required("name"),
+        Some(name) => errors.string_length("name", name, 1, 128),
+    }
+    match document.get("realm") {
+        None | Some(Value::Null) => errors.required("realm"),
+        Some(realm) => {
+            errors.string_length("realm", realm, 4, 253);
+            if let Some(text) = realm.as_str()
+                && !text
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                errors.push(
+                    "realm",
+                    "pattern",
+                    json!({
+                        "message": "Failed to match pattern '^[.\\w_-]+$'",
+                        "target": "^[.\\w_-]+$",
+                        "value": text,
+                    }),
+                );
+            }
+        }
+    }
+    errors.into_result()
+}
+
+/// One `unique` error as its own validation failure.
+pub(crate) fn unique(path: &str, message: &str, cause: &str) -> ApiError {
+    ApiError::Validation(json!({ path: { "unique": { "message": message, "cause": cause } } }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(document: Value) -> Value {
+        let Value::Object(mut document) = document else {
+            panic!("object")
+        };
+        match device(&mut document) {
+            Err(ApiError::Validation(data)) => data,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let data = errors_of(json!({"sip": {"username": "x", "password": "abc", "method": "md5"}}));
+        assert!(data["name"]["required"].is_object());
+        assert_eq!(data["sip.username"]["minLength"]["target"], 2);
+        assert_eq!(data["sip.password"]["minLength"]["target"], 5);
+        assert_eq!(
+            data["sip.method"]["enum"]["target"],
+            json!(["password", "ip"])
+        );
+    }
+
+    #[test]
+    fn defaults_are_written_into_the_document() {
+        let Value::Object(mut document) = json!({"name": "desk"}) else {
+            panic!("object")
+        };
+        device(&mut document).expect("valid");
+        assert_eq!(document["enabled"], true);
+        assert_eq!(document["sip"]["method"], "password");
+        assert_eq!(document["sip"]["invite_format"], "contact");
+        assert_eq!(document["sip"]["expire_seconds"], 300);
+    }
+
+    #[test]
+    fn ip_devices_need_an_ipv4_address() {
+        let data = errors_of(json!({"name": "trunk", "sip": {"method": "ip", "ip": "::1"}}));
+        assert!(data["sip.ip"]["type"].is_object());
+    }
+}
