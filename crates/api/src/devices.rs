@@ -12,6 +12,7 @@ use switchboard_model::{Account, Device, DeviceSip, SipAuthMethod, new_id};
 
 use crate::auth::{Caller, caller};
 use crate::envelope::{Page, Reply};
+use crate::filters::Filters;
 use crate::request::ApiRequest;
 use crate::{ApiError, ApiState, validation};
 
@@ -230,10 +231,14 @@ async fn list(
 ) -> Result<Reply, ApiError> {
     let caller = caller(&state, &request)?;
     let account = caller.reach(&state, &account_id).await?;
+    let filters = Filters::from_request(&request)?;
     if request.param("paginate").as_deref() == Some("false") {
-        let devices = state
+        let mut devices = state
             .blocking(move |store| store.devices(&account.id))
             .await?;
+        devices.retain(|device| {
+            filters.matches(&device.document, device.created_ms, device.modified_ms)
+        });
         let rows: Vec<Value> = devices.iter().map(row).collect();
         return Ok(Reply::ok(Value::Array(rows)).token(Some(caller.token)));
     }
@@ -255,7 +260,33 @@ async fn list(
     };
     let mut devices = state
         .blocking(move |store| {
-            store.devices_page(&account.id, after.as_deref(), page_size.saturating_add(1))
+            if filters.is_empty() {
+                return store.devices_page(
+                    &account.id,
+                    after.as_deref(),
+                    page_size.saturating_add(1),
+                );
+            }
+            // Kazoo keeps reading until a filtered page is full or the account is exhausted.
+            const CHUNK: usize = 500;
+            let mut matched = Vec::new();
+            let mut cursor = after;
+            loop {
+                let chunk = store.devices_page(&account.id, cursor.as_deref(), CHUNK)?;
+                let exhausted = chunk.len() < CHUNK;
+                cursor = chunk.last().map(|device| device.id.clone());
+                for device in chunk {
+                    if filters.matches(&device.document, device.created_ms, device.modified_ms) {
+                        matched.push(device);
+                        if matched.len() > page_size {
+                            return Ok(matched);
+                        }
+                    }
+                }
+                if exhausted {
+                    return Ok(matched);
+                }
+            }
         })
         .await?;
     let next_start_key = if devices.len() > page_size {

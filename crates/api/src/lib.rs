@@ -18,6 +18,7 @@ mod auth;
 mod devices;
 mod envelope;
 mod error;
+mod filters;
 mod registrations;
 mod request;
 pub mod token;
@@ -184,6 +185,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/accounts/{account_id}/devices/{device_id}",
             devices::item(),
+        )
+        .route(
+            "/accounts/{account_id}/devices/{device_id}/status",
+            get(registrations::device_status),
         )
         .route(
             "/accounts/{account_id}/registrations",

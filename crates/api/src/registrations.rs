@@ -7,7 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use axum::extract::{Path, State};
 use axum::routing::{MethodRouter, get};
 use serde_json::{Value, json};
-use switchboard_model::{Account, Binding, Device};
+use switchboard_model::{Account, Binding, Device, EventKind};
+use switchboard_store::EventQuery;
 
 use crate::auth::caller;
 use crate::devices::gregorian;
@@ -191,6 +192,59 @@ pub(crate) async fn status(
         .map(|device_id| json!({ "device_id": device_id, "registered": true }))
         .collect();
     Ok(Reply::ok(Value::Array(rows)).token(Some(caller.token)))
+}
+
+/// `GET …/devices/{device_id}/status` (the softphone document's shape): whether the device is
+/// registered now, from where, and when it last registered (from the history when it is not).
+pub(crate) async fn device_status(
+    State(state): State<ApiState>,
+    Path((account_id, device_id)): Path<(String, String)>,
+    request: ApiRequest,
+) -> Result<Reply, ApiError> {
+    let caller = caller(&state, &request)?;
+    let account = caller.reach(&state, &account_id).await?;
+    let id = device_id.clone();
+    let owner = account.id.clone();
+    let (device, last_event) = state
+        .blocking(move |store| {
+            let Some(device) = store.device(&id)?.filter(|d| d.account_id == owner) else {
+                return Ok((None, None));
+            };
+            let last = store
+                .events(&EventQuery {
+                    device_id: Some(id),
+                    kinds: vec![EventKind::Registered, EventKind::Refreshed],
+                    limit: 1,
+                    newest_first: true,
+                    ..EventQuery::default()
+                })?
+                .into_iter()
+                .next();
+            Ok((Some(device), last))
+        })
+        .await?;
+    let device = device.ok_or(ApiError::BadIdentifier(device_id))?;
+    let newest = live_bindings(&state, &account)
+        .into_iter()
+        .filter(|binding| binding.device_id == device.id)
+        .max_by_key(|binding| binding.updated_ms);
+    let iso = |ms: i64| format!("{}Z", crate::envelope::timestamp(ms));
+    let data = match newest {
+        Some(binding) => json!({
+            "registered": true,
+            "ip": binding.received.ip().to_string(),
+            "port": binding.received.port(),
+            "transport": binding.transport.as_str(),
+            "last_registration": iso(binding.updated_ms),
+        }),
+        None => json!({
+            "registered": false,
+            "ip": null,
+            "port": null,
+            "last_registration": last_event.map(|event| iso(event.at_ms)),
+        }),
+    };
+    Ok(Reply::ok(data).token(Some(caller.token)))
 }
 
 #[cfg(test)]
