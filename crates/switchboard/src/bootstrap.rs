@@ -56,8 +56,8 @@ pub fn nonce_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
 /// CLI before it), creates it and its API key: printed once on standard output, saved to
 /// `bootstrap-api-key` (mode 0600); `SWITCHBOARD_BOOTSTRAP_API_KEY` presets it.
 pub fn ensure_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
-    if store.account_by_realm(ADMIN_REALM)?.is_some() {
-        return Ok(());
+    if let Some(admin) = store.account_by_realm(ADMIN_REALM)? {
+        return adopt_top_level_accounts(store, &admin.id);
     }
     let key = match std::env::var("SWITCHBOARD_BOOTSTRAP_API_KEY") {
         Ok(key) if key.trim().len() >= 32 => key.trim().to_owned(),
@@ -84,11 +84,24 @@ pub fn ensure_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
     let path = data_dir.join(KEY_FILE);
     let _ = std::fs::remove_file(&path);
     write_private(&path, &format!("{key}\n"))?;
+    adopt_top_level_accounts(store, &account.id)?;
     // Printed once, on purpose, outside the log stream.
     println!(
         "Created the admin account {} and its API key (saved to {}):\n  {key}",
         account.id,
         path.display()
     );
+    Ok(())
+}
+
+/// Makes every top-level account (created with the CLI before the first start) a child of the
+/// admin account, the root of the tree, so the admin's key reaches every tenant.
+fn adopt_top_level_accounts(store: &dyn Store, admin_id: &str) -> anyhow::Result<()> {
+    for mut account in store.accounts()? {
+        if account.parent_id.is_none() && account.id != admin_id {
+            account.parent_id = Some(admin_id.to_owned());
+            store.update_account(&account)?;
+        }
+    }
     Ok(())
 }

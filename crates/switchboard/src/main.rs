@@ -245,11 +245,16 @@ fn create_account(store: &dyn Store, name: &str, realm: &str) -> anyhow::Result<
         bail!("--realm '{realm}' is not a domain name (4 to 253 letters, digits, '.', '-', '_')");
     }
     let now = now_ms();
+    // Under the admin account (the root of the tree, like Kazoo's master account), so the
+    // bootstrap key reaches it through the API.
+    let parent_id = store
+        .account_by_realm(bootstrap::ADMIN_REALM)?
+        .map(|admin| admin.id);
     let account = Account {
         id: new_id(),
         name: name.trim().to_owned(),
         realm,
-        parent_id: None,
+        parent_id,
         created_ms: now,
         modified_ms: now,
     };

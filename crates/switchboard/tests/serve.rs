@@ -47,8 +47,14 @@ fn the_bootstrap_key_is_printed_once_and_kept_private() {
         .account(&stored.account_id)
         .expect("read")
         .expect("admin account");
+    // The account the CLI created before the first start now hangs under the admin.
+    let acme = store
+        .account(&board.account_id)
+        .expect("read")
+        .expect("acme");
     store.close();
     assert_eq!(admin.name, "admin");
+    assert_eq!(acme.parent_id.as_deref(), Some(admin.id.as_str()));
 
     // A second start creates nothing and prints nothing.
     board.start();
