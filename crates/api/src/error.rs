@@ -41,6 +41,9 @@ pub enum ApiError {
     /// that has sub-accounts).
     #[error("{0}")]
     BadRequest(String),
+    /// The client's token bucket is empty (Kazoo's 429); retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests(u64),
     /// `If-Match` named a revision that is no longer current.
     #[error("precondition failed")]
     PreconditionFailed,
@@ -118,6 +121,12 @@ impl ApiError {
                 "error",
                 "not_found".to_owned(),
                 system("not found"),
+            ),
+            ApiError::TooManyRequests(retry_after) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "error",
+                "too_many_requests".to_owned(),
+                json!({ "message": "too many requests", "retry_after": retry_after }),
             ),
             ApiError::InvalidMethod => (
                 StatusCode::METHOD_NOT_ALLOWED,

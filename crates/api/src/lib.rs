@@ -21,6 +21,7 @@ mod error;
 mod filters;
 mod registrations;
 mod request;
+pub mod throttle;
 pub mod token;
 mod validation;
 
@@ -90,6 +91,8 @@ struct Inner {
     /// Serialises read-check-write of one device on this node, so an `If-Match` check and
     /// the write it guards cannot interleave with another request's (striped by device id).
     device_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// Per-client request budget; `None` turns it off.
+    throttle: Option<Arc<throttle::Throttle>>,
 }
 
 /// Stripes of [`Inner::device_locks`].
@@ -117,8 +120,24 @@ impl ApiState {
                 device_locks: (0..DEVICE_LOCK_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
+                throttle: Some(Arc::new(throttle::Throttle::new(
+                    throttle::ThrottleConfig::default(),
+                ))),
             }),
         }
+    }
+
+    /// Replaces the per-client token bucket (Kazoo's defaults otherwise); `None` turns
+    /// throttling off. Call right after [`ApiState::new`].
+    pub fn with_throttle(mut self, config: Option<throttle::ThrottleConfig>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.throttle = config.map(|config| Arc::new(throttle::Throttle::new(config)));
+        }
+        self
+    }
+
+    pub(crate) fn throttle(&self) -> Option<&throttle::Throttle> {
+        self.inner.throttle.as_deref()
     }
 
     /// Tokens issued from now on live this long.
@@ -131,6 +150,7 @@ impl ApiState {
                 token_secret: inner.token_secret,
                 token_lifetime_secs: secs,
                 device_locks: inner.device_locks.clone(),
+                throttle: inner.throttle.clone(),
             }),
         }
     }
@@ -173,6 +193,7 @@ pub(crate) fn node_name() -> String {
 /// The API under `/v2` and `/v1`. Unknown paths get 404 and known paths with another method
 /// 405 `invalid_method`, both in Kazoo's error envelope.
 pub fn router(state: ApiState) -> Router {
+    let throttled = state.clone();
     let api = Router::new()
         .route("/api_auth", put(auth::api_auth))
         .route("/accounts/{account_id}", accounts::item())
@@ -210,6 +231,10 @@ pub fn router(state: ApiState) -> Router {
         .nest("/v1", api)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::echo_token_on_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            throttled,
+            throttle::limit,
+        ))
 }
 
 /// Milliseconds since the Unix epoch.

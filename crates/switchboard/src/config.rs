@@ -26,6 +26,21 @@ pub struct FileConfig {
     pub registrar: RegistrarSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Per-client token bucket (Kazoo's 429 `too_many_requests`); default on.
+    pub rate_limit: Option<bool>,
+    /// Bucket size: the burst a client may send (default 100).
+    pub rate_limit_burst: Option<u32>,
+    /// Tokens refilled per second (default 10).
+    pub rate_limit_per_second: Option<u32>,
+    /// What `api_auth`/`user_auth` cost (default 35, Kazoo's): login guessing is slow.
+    pub login_cost: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -104,6 +119,22 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "SWITCHBOARD_STORAGE_SYNCHRONOUS",
         "storage.synchronous",
         Kind::Text,
+    ),
+    ("SWITCHBOARD_API_RATE_LIMIT", "api.rate_limit", Kind::Bool),
+    (
+        "SWITCHBOARD_API_RATE_LIMIT_BURST",
+        "api.rate_limit_burst",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_API_RATE_LIMIT_PER_SECOND",
+        "api.rate_limit_per_second",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_API_LOGIN_COST",
+        "api.login_cost",
+        Kind::Integer,
     ),
 ];
 
@@ -208,6 +239,8 @@ pub struct Settings {
     pub log_json: bool,
     pub synchronous: Synchronous,
     pub server: ServerConfig,
+    /// `None`: API rate limiting off.
+    pub api_throttle: Option<switchboard_api::throttle::ThrottleConfig>,
 }
 
 /// Command-line overrides.
@@ -259,6 +292,7 @@ impl Settings {
             Some(other) => bail!("storage.synchronous '{other}': expected full or normal"),
         };
         let registrar = registrar_config(&file.registrar)?;
+        let api_throttle = api_throttle(&file.api)?;
         let server = ServerConfig {
             sip_listen,
             aliases: file.sip_aliases.unwrap_or_default(),
@@ -275,6 +309,7 @@ impl Settings {
             log_json,
             synchronous,
             server,
+            api_throttle,
         })
     }
 
@@ -282,6 +317,29 @@ impl Settings {
     pub fn drain_period(&self) -> Duration {
         Duration::from_secs(5)
     }
+}
+
+fn api_throttle(
+    section: &ApiSection,
+) -> anyhow::Result<Option<switchboard_api::throttle::ThrottleConfig>> {
+    if section.rate_limit == Some(false) {
+        return Ok(None);
+    }
+    let defaults = switchboard_api::throttle::ThrottleConfig::default();
+    let burst = section
+        .rate_limit_burst
+        .map_or(defaults.capacity, f64::from);
+    let per_second = section
+        .rate_limit_per_second
+        .map_or(defaults.refill_per_second, f64::from);
+    if burst < 1.0 || per_second <= 0.0 {
+        bail!("api.rate_limit_burst and api.rate_limit_per_second must be at least 1");
+    }
+    Ok(Some(switchboard_api::throttle::ThrottleConfig {
+        capacity: burst,
+        refill_per_second: per_second,
+        login_cost: section.login_cost.map_or(defaults.login_cost, f64::from),
+    }))
 }
 
 fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfig> {
@@ -362,6 +420,10 @@ mod tests {
         assert_eq!(settings.server.registrar.max_expires, 3600);
         assert_eq!(settings.server.registrar.max_contacts, 1);
         assert_eq!(settings.synchronous, Synchronous::Full);
+        assert_eq!(
+            settings.api_throttle,
+            Some(switchboard_api::throttle::ThrottleConfig::default())
+        );
     }
 
     #[test]

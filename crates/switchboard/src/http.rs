@@ -79,7 +79,11 @@ pub async fn serve(
             }
         }),
     );
-    let result = axum::serve(listener, health.merge(api))
+    // The peer address feeds the API's per-client token bucket.
+    let app = health
+        .merge(api)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = stop.await;
         })

@@ -405,11 +405,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             directory: server.directory().clone(),
             store: server.store().clone(),
         };
-        let api = switchboard_api::router(switchboard_api::ApiState::new(
-            server.store().clone(),
-            Arc::new(sip),
-            switchboard_api::token::derive_secret(&settings.server.nonce_secret),
-        ));
+        let api = switchboard_api::router(
+            switchboard_api::ApiState::new(
+                server.store().clone(),
+                Arc::new(sip),
+                switchboard_api::token::derive_secret(&settings.server.nonce_secret),
+            )
+            .with_throttle(settings.api_throttle),
+        );
         let http_task = tokio::spawn(http::serve(
             http,
             server.service().clone(),
