@@ -2,8 +2,9 @@
 //!
 //! Switchboard's SIP message layer: a zero-copy parser for requests and responses (RFC 3261
 //! grammar, tolerant where RFC 4475 allows it), stream framing by Content-Length with RFC 5626
-//! keepalives, the generic request checks a UAS makes before method-specific work, and a response
-//! writer. It owns the *syntax* of SIP; what a REGISTER means is the registrar's business.
+//! keepalives, the generic request checks a UAS makes before method-specific work, a response
+//! writer, and a request writer for what the server originates (NOTIFY). It owns the *syntax*
+//! of SIP; what a REGISTER means is the registrar's business.
 //!
 //! It does no I/O, reads no clock and starts no tasks: bytes in, borrowed views and bytes out.
 //! The transport layer feeds it datagrams ([`parse`]) or stream buffers ([`frame_stream`], then
@@ -30,6 +31,7 @@ mod header;
 mod message;
 mod method;
 mod name_addr;
+mod request;
 mod response;
 mod text;
 mod uri;
@@ -46,6 +48,7 @@ pub use message::{
 };
 pub use method::Method;
 pub use name_addr::{ContactIter, Contacts, NameAddr};
+pub use request::RequestWriter;
 pub use response::ResponseWriter;
 pub use text::{unfold, unquote};
 pub use uri::Uri;

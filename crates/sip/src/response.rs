@@ -18,7 +18,7 @@ pub struct ResponseWriter<'o> {
 }
 
 /// `fmt::Write` over a byte vector, to format numbers and addresses without a `String`.
-struct VecWriter<'v>(&'v mut Vec<u8>);
+pub(crate) struct VecWriter<'v>(pub(crate) &'v mut Vec<u8>);
 
 impl fmt::Write for VecWriter<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
