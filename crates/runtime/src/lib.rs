@@ -7,6 +7,7 @@
 //! (`switchboard-store`). Every binding change is committed to the store before the 200 OK.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod clock;
 pub mod directory;
 pub mod location;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub use client::{Notify, NotifyOutcome};
 pub use directory::DirectoryCache;
 pub use location::BindingTable;
 pub use service::{LocalNames, SipService, Stats};
@@ -81,6 +83,8 @@ pub struct ServerConfig {
     pub directory_refresh: Duration,
     /// Timer J for UDP transactions.
     pub transaction_linger_ms: i64,
+    /// Timer F for requests we originate (NOTIFY): how long to wait for a final response.
+    pub notify_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +107,7 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(1),
             directory_refresh: Duration::from_secs(2),
             transaction_linger_ms: 32_000,
+            notify_timeout_ms: client::TIMER_F_MS,
         }
     }
 }
@@ -225,7 +230,11 @@ impl Server {
             store.clone(),
             local,
             config.transaction_linger_ms,
+            config.notify_timeout_ms,
         ));
+        for socket in &udp_sockets {
+            service.outbound().add_udp(socket.clone());
+        }
 
         let mut tasks = Vec::new();
         for socket in udp_sockets {

@@ -1,22 +1,28 @@
 //! The SIP service: one request in, at most one response out. It runs the generic UAS checks,
 //! the transaction layer, and drives the sans-IO registrar with the directory cache, the
-//! binding table and the store.
+//! binding table and the store. Responses go to the client transactions of the requests this
+//! server originates ([`SipService::notify`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use switchboard_model::{Change, Event, EventKind, Transport};
+use switchboard_model::{Binding, Change, Event, EventKind, Transport};
 use switchboard_registrar::date::http_date;
 use switchboard_registrar::{AuthOutcome, Inspected, Origin, Refusal, Registrar};
 use switchboard_sip::{Message, Method, ResponseWriter};
 use switchboard_store::Store;
 use tracing::{debug, warn};
 
+use crate::client::{
+    ClientTimers, ClientTransactions, Notify, NotifyOutcome, RequestIds, Step, notify_request,
+};
 use crate::clock::now_ms;
 use crate::directory::{CachedDevice, DirectoryCache};
 use crate::location::BindingTable;
 use crate::transaction::{Begin, Transactions};
+use crate::transport::{Outbound, SendError};
 
 /// Methods this server implements (the `Allow` header).
 pub const ALLOW: &str = "REGISTER, OPTIONS";
@@ -34,6 +40,10 @@ pub struct Stats {
     pub malformed: AtomicU64,
     pub retransmissions: AtomicU64,
     pub responses_dropped: AtomicU64,
+    /// Requests we originated (NOTIFY), first transmissions only.
+    pub requests_sent: AtomicU64,
+    pub requests_retransmitted: AtomicU64,
+    pub requests_timed_out: AtomicU64,
     pub storage_errors: AtomicU64,
 }
 
@@ -88,6 +98,10 @@ pub struct SipService {
     transactions: Transactions,
     store: Arc<dyn Store>,
     local: LocalNames,
+    outbound: Outbound,
+    client: ClientTransactions,
+    /// Timer F for the requests we originate.
+    client_timeout_ms: u64,
     pub stats: Stats,
 }
 
@@ -108,6 +122,7 @@ impl SipService {
         store: Arc<dyn Store>,
         local: LocalNames,
         transaction_linger_ms: i64,
+        client_timeout_ms: u64,
     ) -> Self {
         SipService {
             registrar,
@@ -116,12 +131,125 @@ impl SipService {
             transactions: Transactions::new(transaction_linger_ms),
             store,
             local,
+            outbound: Outbound::default(),
+            client: ClientTransactions::default(),
+            client_timeout_ms,
             stats: Stats::default(),
         }
     }
 
     pub fn transactions(&self) -> &Transactions {
         &self.transactions
+    }
+
+    /// The sockets and connections requests of ours go out on.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// Client transactions still waiting for a final response.
+    pub fn client_transactions(&self) -> &ClientTransactions {
+        &self.client
+    }
+
+    /// Sends `notify` to one binding over the transport and connection it registered on (UDP:
+    /// from the socket that received the REGISTER to its source address, for NAT) as a
+    /// non-INVITE client transaction, and waits for the final response or Timer F.
+    pub async fn notify(&self, binding: &Binding, notify: &Notify) -> NotifyOutcome {
+        let reliable = binding.transport.is_stream();
+        let local = if reliable {
+            match binding.connection_id {
+                Some(id) if self.outbound.has_connection(id) => Some(binding.local),
+                _ => None,
+            }
+        } else {
+            self.outbound.udp_local_addr(binding.local)
+        };
+        let Some(mut local) = local else {
+            return NotifyOutcome::NoRoute;
+        };
+        if local.ip().is_unspecified()
+            && let Some(ip) = route_ip(binding.received)
+        {
+            local.set_ip(ip);
+        }
+        let ids = RequestIds::random();
+        let bytes = notify_request(binding, local, notify, &ids);
+        let mut pending = self.client.begin(&ids.branch);
+        let mut timers = ClientTimers::new(reliable, self.client_timeout_ms);
+        let start = tokio::time::Instant::now();
+        if self.send_to_binding(binding, &bytes).await == Err(SendError::NoRoute) {
+            return NotifyOutcome::NoRoute;
+        }
+        bump(&self.stats.requests_sent);
+        let elapsed = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        loop {
+            match timers.poll(elapsed()) {
+                Step::TimedOut => {
+                    bump(&self.stats.requests_timed_out);
+                    return NotifyOutcome::TimedOut;
+                }
+                Step::Retransmit => {
+                    bump(&self.stats.requests_retransmitted);
+                    // A failed datagram is just a lost one: the next retransmission may pass.
+                    let _ = self.send_to_binding(binding, &bytes).await;
+                }
+                Step::WaitUntil(at) => {
+                    let wake = start + Duration::from_millis(at);
+                    tokio::select! {
+                        status = pending.responses.recv() => match status {
+                            Some(code) if code < 200 => timers.on_provisional(elapsed()),
+                            Some(code) => return NotifyOutcome::Answered(code),
+                            None => return NotifyOutcome::TimedOut,
+                        },
+                        _ = tokio::time::sleep_until(wake) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`SipService::notify`] to several bindings at once; the outcomes in the same order.
+    pub async fn notify_all(
+        self: &Arc<Self>,
+        bindings: Vec<Binding>,
+        notify: Notify,
+    ) -> Vec<(Binding, NotifyOutcome)> {
+        let notify = Arc::new(notify);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, binding) in bindings.into_iter().enumerate() {
+            let service = self.clone();
+            let notify = notify.clone();
+            tasks.spawn(async move {
+                let outcome = service.notify(&binding, &notify).await;
+                (index, binding, outcome)
+            });
+        }
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => warn!(%error, "notify task failed"),
+            }
+        }
+        outcomes.sort_by_key(|(index, _, _)| *index);
+        outcomes
+            .into_iter()
+            .map(|(_, binding, outcome)| (binding, outcome))
+            .collect()
+    }
+
+    async fn send_to_binding(&self, binding: &Binding, bytes: &[u8]) -> Result<(), SendError> {
+        match binding.connection_id {
+            Some(id) if binding.transport.is_stream() => {
+                self.outbound.send_stream(id, bytes.to_vec()).await
+            }
+            _ => {
+                self.outbound
+                    .send_udp(binding.local, binding.received, bytes)
+                    .await
+            }
+        }
     }
 
     /// Handles one message (a datagram, or one framed message of a stream).
@@ -136,8 +264,18 @@ impl SipService {
             }
         };
         let Some(request) = msg.request() else {
-            // A stray response: never answered (RFC 3261 §18.1.2).
-            bump(&self.stats.responses_dropped);
+            // A response to a request of ours goes to its client transaction (RFC 3261
+            // §17.1.3: matched by the top Via branch); any other is a stray, never answered
+            // (§18.1.2).
+            let matched = match (msg.response(), msg.top_via()) {
+                (Some(status), Ok(via)) => via
+                    .branch()
+                    .is_some_and(|branch| self.client.deliver(branch, status.code)),
+                _ => false,
+            };
+            if !matched {
+                bump(&self.stats.responses_dropped);
+            }
             return None;
         };
         let destination = response_destination(&msg, &origin);
@@ -288,7 +426,7 @@ impl SipService {
         &self,
         msg: &Message<'_>,
         origin: &Origin,
-        bindings: &[switchboard_model::Binding],
+        bindings: &[Binding],
         now: i64,
     ) -> Vec<u8> {
         let date = http_date(now);
@@ -523,6 +661,19 @@ fn to_tag(msg: &Message<'_>) -> String {
         .and_then(|v| v.branch())
         .hash(&mut hasher);
     format!("sb{:016x}", hasher.finish())
+}
+
+/// The address of ours the kernel would send from to reach `peer` (to name a wildcard
+/// listener in a Via). No packet is sent: connecting a UDP socket only picks a route.
+fn route_ip(peer: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if peer.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let probe = std::net::UdpSocket::bind(any).ok()?;
+    probe.connect(peer).ok()?;
+    Some(probe.local_addr().ok()?.ip())
 }
 
 /// Where a response goes (RFC 3261 §18.2.2, RFC 3581): on streams, back on the connection; on

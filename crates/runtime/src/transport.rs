@@ -1,9 +1,14 @@
 //! UDP and TCP listeners. A datagram or a framed stream message is handed to the service on a
 //! task of its own, so a REGISTER waiting for its commit never holds up the next one.
+//!
+//! [`Outbound`] is how the server reaches a device on its own initiative (NOTIFY): the UDP
+//! sockets by local address, and the live TCP connections by id (each connection registers
+//! its writer channel while it is open).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use switchboard_model::Transport;
 use switchboard_registrar::Origin;
@@ -19,6 +24,111 @@ use crate::tracker::Tracker;
 /// Largest message accepted on any transport (RFC 3261 leaves it to the implementation;
 /// 64 KiB is the UDP limit and plenty for a REGISTER).
 const MAX_MESSAGE: usize = switchboard_sip::MAX_MESSAGE_SIZE;
+
+/// Where a request of ours can be sent: the UDP sockets we listen on and the open TCP
+/// connections.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    udp: Mutex<Vec<Arc<UdpSocket>>>,
+    /// Weak senders: an entry never keeps a closed connection's writer alive.
+    connections: Mutex<HashMap<u64, mpsc::WeakSender<Vec<u8>>>>,
+}
+
+/// Why a message could not be handed to the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// No socket of ours has that local address, or the connection is closed.
+    NoRoute,
+    /// The socket refused the datagram (it may go through on a retransmission).
+    Failed,
+}
+
+impl Outbound {
+    pub fn add_udp(&self, socket: Arc<UdpSocket>) {
+        self.udp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(socket);
+    }
+
+    fn udp_socket(&self, local: SocketAddr) -> Option<Arc<UdpSocket>> {
+        let sockets = self.udp.lock().unwrap_or_else(|e| e.into_inner());
+        sockets
+            .iter()
+            .find(|socket| socket.local_addr().is_ok_and(|addr| addr == local))
+            .or_else(|| {
+                // The binding may predate a restart on another address: any socket of the
+                // same family and port will do, else any of the same family.
+                sockets.iter().find(|socket| {
+                    socket.local_addr().is_ok_and(|addr| {
+                        addr.port() == local.port() && addr.is_ipv4() == local.is_ipv4()
+                    })
+                })
+            })
+            .or_else(|| {
+                sockets.iter().find(|socket| {
+                    socket
+                        .local_addr()
+                        .is_ok_and(|addr| addr.is_ipv4() == local.is_ipv4())
+                })
+            })
+            .cloned()
+    }
+
+    fn open_connection(&self, id: u64, sender: &mpsc::Sender<Vec<u8>>) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, sender.downgrade());
+    }
+
+    fn close_connection(&self, id: u64) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Whether connection `id` is open.
+    pub fn has_connection(&self, id: u64) -> bool {
+        self.connection(id).is_some()
+    }
+
+    fn connection(&self, id: u64) -> Option<mpsc::Sender<Vec<u8>>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .and_then(mpsc::WeakSender::upgrade)
+    }
+
+    /// Sends a datagram from our socket at `local` to `destination`.
+    pub async fn send_udp(
+        &self,
+        local: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        let socket = self.udp_socket(local).ok_or(SendError::NoRoute)?;
+        socket
+            .send_to(bytes, destination)
+            .await
+            .map(drop)
+            .map_err(|_| SendError::Failed)
+    }
+
+    /// Queues a message on connection `id`.
+    pub async fn send_stream(&self, id: u64, bytes: Vec<u8>) -> Result<(), SendError> {
+        let sender = self.connection(id).ok_or(SendError::NoRoute)?;
+        sender.send(bytes).await.map_err(|_| SendError::NoRoute)
+    }
+
+    /// The local address of our UDP socket for `local` (to name in a Via when `local` is a
+    /// wildcard address).
+    pub fn udp_local_addr(&self, local: SocketAddr) -> Option<SocketAddr> {
+        self.udp_socket(local)?.local_addr().ok()
+    }
+}
 
 /// Serves one UDP socket until `shutdown` flips.
 pub async fn serve_udp(
@@ -115,6 +225,7 @@ async fn serve_connection(
     let connection_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let (mut reader, mut writer) = stream.into_split();
     let (to_peer, mut outbox) = mpsc::channel::<Vec<u8>>(64);
+    service.outbound().open_connection(connection_id, &to_peer);
     let writer_task = tokio::spawn(async move {
         while let Some(bytes) = outbox.recv().await {
             if writer.write_all(&bytes).await.is_err() {
@@ -177,6 +288,7 @@ async fn serve_connection(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    service.outbound().close_connection(connection_id);
     drop(to_peer);
     let _ = writer_task.await;
 }
