@@ -47,6 +47,42 @@ pub struct Account {
     pub modified_ms: UnixMillis,
 }
 
+/// A Kazoo user of an account (`/v2/accounts/{id}/users`). The fields the API looks up are
+/// typed; the whole Kazoo user document (without `password`, which is never stored) is kept in
+/// `document`. `md5_auth` and `sha1_auth` are Kazoo's `user_auth` credentials: the lower-case
+/// hex MD5 and SHA-1 of `"username:password"` (username lower-cased).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub account_id: String,
+    /// Unique per account, case-insensitive; Kazoo users need not have one.
+    pub username: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    pub enabled: bool,
+    pub md5_auth: Option<String>,
+    pub sha1_auth: Option<String>,
+    /// The full Kazoo user document as stored (JSON object, no `password`).
+    pub document: serde_json::Value,
+    pub created_ms: UnixMillis,
+    pub modified_ms: UnixMillis,
+    /// 1 when created, +1 on every update (optimistic concurrency, like CouchDB's `_rev`).
+    pub revision: u64,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the credential hashes.
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("username", &self.username)
+            .field("enabled", &self.enabled)
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a device proves who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

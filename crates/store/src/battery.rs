@@ -12,10 +12,10 @@ use std::sync::Arc;
 use serde_json::json;
 use switchboard_model::{
     Account, Binding, Change, Device, DeviceSip, Event, EventKind, SipAuthMethod, Transport,
-    UnixMillis, new_id,
+    UnixMillis, User, new_id,
 };
 
-use crate::{ApiKey, EventQuery, Store, StoreError};
+use crate::{ApiKey, CredentialHash, EventQuery, Store, StoreError};
 
 /// Runs every check that needs only one open store.
 pub fn run_all(store: &dyn Store) {
@@ -37,6 +37,11 @@ pub fn run_all(store: &dyn Store) {
     expired_bindings_are_found(store);
     event_ids_are_monotonic_and_returned_in_order(store);
     events_are_filtered_and_paged(store);
+    users_round_trip(store);
+    user_updates_need_the_current_revision(store);
+    user_usernames_are_case_insensitive_and_unique_per_account(store);
+    users_are_found_by_credentials(store);
+    users_need_an_existing_account_and_go_with_it(store);
 }
 
 /// Commits through `open()`, drops the store, opens it again and finds everything.
@@ -1044,4 +1049,197 @@ pub fn events_are_filtered_and_paged(store: &dyn Store) {
         vec![id[1]],
         "device filter alone"
     );
+}
+
+// ---- users -------------------------------------------------------------------------------
+
+/// A new user of `account_id` (revision 1) with made-up credential hashes derived from
+/// `username`.
+pub fn user(account_id: &str, username: &str) -> User {
+    let id = new_id();
+    User {
+        document: json!({
+            "id": id,
+            "username": username,
+            "first_name": "Ada",
+            "last_name": username,
+            "enabled": true,
+            "priv_level": "user",
+            "custom_key": {"kept": true},
+        }),
+        id,
+        account_id: account_id.to_owned(),
+        username: Some(username.to_owned()),
+        first_name: "Ada".to_owned(),
+        last_name: username.to_owned(),
+        enabled: true,
+        md5_auth: Some(format!("md5-{username}")),
+        sha1_auth: Some(format!("sha1-{username}")),
+        created_ms: 1_700_000_000_000,
+        modified_ms: 1_700_000_000_000,
+        revision: 1,
+    }
+}
+
+pub fn users_round_trip(store: &dyn Store) {
+    let account = account("users");
+    store.create_account(&account).expect("create account");
+    let first = user(&account.id, "ada");
+    let mut second = user(&account.id, "grace");
+    second.username = None;
+    second.md5_auth = None;
+    second.sha1_auth = None;
+    second.enabled = false;
+    store.create_user(&first).expect("create user");
+    store
+        .create_user(&second)
+        .expect("create user without username");
+    assert_eq!(store.user(&first.id).expect("read"), Some(first.clone()));
+    assert_eq!(store.user(&second.id).expect("read"), Some(second.clone()));
+    let mut expected = vec![first.clone(), second.clone()];
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(store.users(&account.id).expect("list"), expected);
+    assert_eq!(
+        store.user_by_username(&account.id, "ADA").expect("by name"),
+        Some(first.clone()),
+        "case-insensitive"
+    );
+    assert_eq!(
+        store
+            .user_by_username(&account.id, "nobody")
+            .expect("by name"),
+        None
+    );
+    let mut changed = first.clone();
+    changed.username = Some("Ada.Lovelace".to_owned());
+    changed.document = json!({"id": first.id, "username": "Ada.Lovelace", "first_name": "Ada"});
+    changed.modified_ms += 1;
+    changed.revision = 2;
+    store.update_user(&changed).expect("update");
+    assert_eq!(store.user(&first.id).expect("read"), Some(changed.clone()));
+    assert_eq!(
+        store.user_by_username(&account.id, "ada").expect("by name"),
+        None,
+        "the old username is free"
+    );
+    assert_eq!(
+        store
+            .user_by_username(&account.id, "ada.lovelace")
+            .expect("by name"),
+        Some(changed.clone())
+    );
+    store.delete_user(&first.id).expect("delete");
+    assert_eq!(store.user(&first.id).expect("read"), None);
+    assert_eq!(store.delete_user(&first.id), Err(StoreError::NotFound));
+    assert_eq!(store.users(&account.id).expect("list"), vec![second]);
+    let mut missing = user(&account.id, "ghost");
+    missing.revision = 2;
+    assert_eq!(store.update_user(&missing), Err(StoreError::NotFound));
+}
+
+pub fn user_updates_need_the_current_revision(store: &dyn Store) {
+    let account = account("user-revisions");
+    store.create_account(&account).expect("create account");
+    let original = user(&account.id, "rev");
+    store.create_user(&original).expect("create");
+    let mut next = original.clone();
+    next.first_name = "Next".to_owned();
+    next.revision = 2;
+    store.update_user(&next).expect("revision 1 -> 2");
+    let mut stale = original.clone();
+    stale.first_name = "Stale".to_owned();
+    stale.revision = 2;
+    assert_eq!(
+        store.update_user(&stale),
+        Err(conflict("revision")),
+        "written from revision 1, but 2 is stored"
+    );
+    let mut skipping = original.clone();
+    skipping.revision = 4;
+    assert_eq!(store.update_user(&skipping), Err(conflict("revision")));
+    assert_eq!(store.user(&original.id).expect("read"), Some(next));
+}
+
+pub fn user_usernames_are_case_insensitive_and_unique_per_account(store: &dyn Store) {
+    let other_account = account("user-names-other");
+    let account = account("user-names");
+    store.create_account(&account).expect("create account");
+    store
+        .create_account(&other_account)
+        .expect("create account");
+    let first = user(&account.id, "Same.Name");
+    store.create_user(&first).expect("create");
+    assert_eq!(
+        store.create_user(&user(&account.id, "same.NAME")),
+        Err(conflict("username"))
+    );
+    store
+        .create_user(&user(&other_account.id, "same.name"))
+        .expect("another account may reuse it");
+    let second = user(&account.id, "second");
+    store.create_user(&second).expect("create");
+    let mut clash = second.clone();
+    clash.username = Some("SAME.name".to_owned());
+    clash.revision = 2;
+    assert_eq!(store.update_user(&clash), Err(conflict("username")));
+    assert_eq!(
+        store.create_user(&User {
+            username: Some("fresh".to_owned()),
+            ..first.clone()
+        }),
+        Err(conflict("id"))
+    );
+}
+
+pub fn users_are_found_by_credentials(store: &dyn Store) {
+    let other_account = account("user-creds-other");
+    let account = account("user-creds");
+    store.create_account(&account).expect("create account");
+    store
+        .create_account(&other_account)
+        .expect("create account");
+    let ada = user(&account.id, "ada");
+    store.create_user(&ada).expect("create");
+    store
+        .create_user(&user(&other_account.id, "ada"))
+        .expect("same hashes elsewhere");
+    assert_eq!(
+        store
+            .users_by_credentials(&account.id, CredentialHash::Md5, "md5-ada")
+            .expect("md5"),
+        vec![ada.clone()]
+    );
+    assert_eq!(
+        store
+            .users_by_credentials(&account.id, CredentialHash::Sha1, "sha1-ada")
+            .expect("sha1"),
+        vec![ada.clone()]
+    );
+    assert!(
+        store
+            .users_by_credentials(&account.id, CredentialHash::Md5, "sha1-ada")
+            .expect("md5")
+            .is_empty(),
+        "a sha1 hash is not an md5 hash"
+    );
+    assert!(
+        store
+            .users_by_credentials(&account.id, CredentialHash::Sha1, "nope")
+            .expect("sha1")
+            .is_empty()
+    );
+}
+
+pub fn users_need_an_existing_account_and_go_with_it(store: &dyn Store) {
+    assert_eq!(
+        store.create_user(&user(&new_id(), "orphan")),
+        Err(StoreError::NotFound)
+    );
+    let account = account("user-delete");
+    store.create_account(&account).expect("create account");
+    let ada = user(&account.id, "ada");
+    store.create_user(&ada).expect("create");
+    store.delete_account(&account.id).expect("delete account");
+    assert_eq!(store.user(&ada.id).expect("read"), None);
+    assert!(store.users(&account.id).expect("list").is_empty());
 }

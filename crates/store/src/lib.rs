@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use sha2::{Digest, Sha256};
-use switchboard_model::{Account, Binding, Change, Device, Event, EventKind, UnixMillis};
+use switchboard_model::{Account, Binding, Change, Device, Event, EventKind, UnixMillis, User};
 use tokio::sync::oneshot;
 
 pub mod battery;
@@ -69,6 +69,15 @@ impl ApiKey {
     pub fn hash(key: &str) -> String {
         hex::encode(Sha256::digest(key.as_bytes()))
     }
+}
+
+/// Which of a user's credential hashes to match (Kazoo's `user_auth` `method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialHash {
+    /// `md5("username:password")`, Kazoo's default.
+    Md5,
+    /// `sha1("username:password")` (`"method":"sha"`).
+    Sha1,
 }
 
 /// A filter over the history. Conditions combine with AND; an empty `kinds` means all kinds.
@@ -128,7 +137,7 @@ pub trait Directory: Send + Sync {
     fn create_account(&self, account: &Account) -> Result<()>;
     /// `NotFound` when missing; same conflict rule as create.
     fn update_account(&self, account: &Account) -> Result<()>;
-    /// Deletes the account with its devices, bindings and API keys (its events stay in the
+    /// Deletes the account with its devices, users, bindings and API keys (its events stay in the
     /// history; child accounts are not touched). `NotFound` when missing.
     fn delete_account(&self, id: &str) -> Result<()>;
     fn account(&self, id: &str) -> Result<Option<Account>>;
@@ -178,6 +187,28 @@ pub trait Directory: Send + Sync {
     fn account_api_key(&self, account_id: &str) -> Result<Option<String>>;
     /// The account whose own API key is exactly `key`.
     fn account_by_api_key(&self, key: &str) -> Result<Option<Account>>;
+    /// `NotFound` when the account does not exist; `Conflict("username")` when another user of
+    /// the account has the same username (case-insensitive); `Conflict("id")` when the id is
+    /// taken.
+    fn create_user(&self, user: &User) -> Result<()>;
+    /// Replaces the whole user, only if the stored revision is `user.revision - 1` (the caller
+    /// read revision N and writes N + 1). `NotFound` when missing, `Conflict("revision")` when
+    /// someone else wrote it meanwhile, `Conflict("username")` as for create.
+    fn update_user(&self, user: &User) -> Result<()>;
+    /// `NotFound` when missing.
+    fn delete_user(&self, id: &str) -> Result<()>;
+    fn user(&self, id: &str) -> Result<Option<User>>;
+    /// The account's users, sorted by id.
+    fn users(&self, account_id: &str) -> Result<Vec<User>>;
+    /// Case-insensitive.
+    fn user_by_username(&self, account_id: &str, username: &str) -> Result<Option<User>>;
+    /// The account's users whose `method` hash is exactly `hash` (lower-case hex), sorted by id.
+    fn users_by_credentials(
+        &self,
+        account_id: &str,
+        method: CredentialHash,
+        hash: &str,
+    ) -> Result<Vec<User>>;
 }
 
 /// The bindings.

@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params, params_from_iter};
-use switchboard_model::{Account, Binding, Change, Device, Event, UnixMillis};
+use switchboard_model::{Account, Binding, Change, Device, Event, UnixMillis, User};
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKey, CommitFuture, Directory, EventQuery, History, Location, Result, StoreError, StoreStats,
+    ApiKey, CommitFuture, CredentialHash, Directory, EventQuery, History, Location, Result,
+    StoreError, StoreStats,
 };
 
 use rows::fold;
@@ -115,6 +116,8 @@ pub(crate) fn sql_error(error: rusqlite::Error) -> StoreError {
                 || message.contains("devices_username_unique")
             {
                 "sip.username"
+            } else if message.contains("users.username_key") {
+                "username"
             } else if message.contains("key_hash") || message.contains("accounts.api_key") {
                 "api_key"
             } else if message.contains(".id") {
@@ -388,6 +391,7 @@ impl Directory for SqliteStore {
             transaction.execute("DELETE FROM devices WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM bindings WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM api_keys WHERE account_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM users WHERE account_id = ?1", [&id])?;
             Ok(())
         })
     }
@@ -589,6 +593,95 @@ impl Directory for SqliteStore {
                 rows::ACCOUNT_COLUMNS
             );
             rows::first(connection, &sql, [key], rows::account)
+        })
+    }
+
+    fn create_user(&self, user: &User) -> Result<()> {
+        let user = user.clone();
+        self.write(move |transaction| {
+            let account_exists = transaction
+                .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
+                .exists([&user.account_id])?;
+            require_changed(usize::from(account_exists))?;
+            rows::write_user(transaction, &user, false)?;
+            Ok(())
+        })
+    }
+
+    fn update_user(&self, user: &User) -> Result<()> {
+        let user = user.clone();
+        let result = self.write(move |transaction| {
+            if rows::write_user(transaction, &user, true)? == 1 {
+                return Ok(true);
+            }
+            let exists = transaction
+                .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
+                .exists([&user.id])?;
+            require_changed(usize::from(exists))?;
+            Ok(false)
+        })?;
+        if result {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict("revision".to_owned()))
+        }
+    }
+
+    fn delete_user(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |transaction| {
+            require_changed(transaction.execute("DELETE FROM users WHERE id = ?1", [&id])?)
+        })
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>> {
+        self.read(|connection| {
+            let sql = format!("SELECT {} FROM users WHERE id = ?1", rows::USER_COLUMNS);
+            rows::first(connection, &sql, [id], rows::user)
+        })
+    }
+
+    fn users(&self, account_id: &str) -> Result<Vec<User>> {
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM users WHERE account_id = ?1 ORDER BY id",
+                rows::USER_COLUMNS
+            );
+            rows::collect(connection, &sql, [account_id], rows::user)
+        })
+    }
+
+    fn user_by_username(&self, account_id: &str, username: &str) -> Result<Option<User>> {
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM users WHERE account_id = ?1 AND username_key = ?2",
+                rows::USER_COLUMNS
+            );
+            rows::first(
+                connection,
+                &sql,
+                params![account_id, fold(username)],
+                rows::user,
+            )
+        })
+    }
+
+    fn users_by_credentials(
+        &self,
+        account_id: &str,
+        method: CredentialHash,
+        hash: &str,
+    ) -> Result<Vec<User>> {
+        let column = match method {
+            CredentialHash::Md5 => "md5_auth",
+            CredentialHash::Sha1 => "sha1_auth",
+        };
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM users WHERE account_id = ?1 AND {column} = ?2 ORDER BY id",
+                rows::USER_COLUMNS
+            );
+            rows::collect(connection, &sql, params![account_id, hash], rows::user)
         })
     }
 }

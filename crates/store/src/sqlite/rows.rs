@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Params, Row, params};
 use switchboard_model::{
-    Account, Binding, Device, DeviceSip, Event, EventKind, SipAuthMethod, Transport,
+    Account, Binding, Device, DeviceSip, Event, EventKind, SipAuthMethod, Transport, User,
 };
 
 use crate::ApiKey;
@@ -194,6 +194,69 @@ pub(crate) fn write_device(
         document_text(device)?,
         device.created_ms,
         device.modified_ms,
+    ])
+}
+
+// ---- users -------------------------------------------------------------------------------
+
+pub(crate) const USER_COLUMNS: &str = "id, account_id, username, first_name, last_name, enabled, \
+     md5_auth, sha1_auth, document, created_ms, modified_ms, revision";
+
+pub(crate) fn user(row: &Row<'_>) -> rusqlite::Result<User> {
+    let document: String = row.get(8)?;
+    let document = serde_json::from_str(&document)
+        .map_err(|error| malformed(8, format!("document: {error}")))?;
+    Ok(User {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        username: row.get(2)?,
+        first_name: row.get(3)?,
+        last_name: row.get(4)?,
+        enabled: row.get(5)?,
+        md5_auth: row.get(6)?,
+        sha1_auth: row.get(7)?,
+        document,
+        created_ms: row.get(9)?,
+        modified_ms: row.get(10)?,
+        revision: integer(row, 11, "revision")?,
+    })
+}
+
+/// Inserts the user (`replace == false`), or updates it by id when its stored revision is
+/// `user.revision - 1`; returns rows changed.
+pub(crate) fn write_user(
+    connection: &Connection,
+    user: &User,
+    replace: bool,
+) -> rusqlite::Result<usize> {
+    let sql = if replace {
+        "UPDATE users SET account_id = ?2, username = ?3, username_key = ?4, first_name = ?5,
+             last_name = ?6, enabled = ?7, md5_auth = ?8, sha1_auth = ?9, document = ?10,
+             created_ms = ?11, modified_ms = ?12, revision = ?13
+         WHERE id = ?1 AND revision = ?13 - 1"
+    } else {
+        "INSERT INTO users (id, account_id, username, username_key, first_name, last_name, enabled,
+             md5_auth, sha1_auth, document, created_ms, modified_ms, revision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    };
+    let document = serde_json::to_string(&user.document)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+    let revision = i64::try_from(user.revision)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+    connection.prepare_cached(sql)?.execute(params![
+        user.id,
+        user.account_id,
+        user.username,
+        user.username.as_deref().map(fold),
+        user.first_name,
+        user.last_name,
+        user.enabled,
+        user.md5_auth,
+        user.sha1_auth,
+        document,
+        user.created_ms,
+        user.modified_ms,
+        revision,
     ])
 }
 

@@ -27,6 +27,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "account_api_key",
         sql: include_str!("migrations/0002_account_api_key.sql"),
     },
+    Migration {
+        version: 3,
+        name: "users",
+        sql: include_str!("migrations/0003_users.sql"),
+    },
 ];
 
 /// Brings the database up to the last of `migrations`, all pending ones in one transaction
