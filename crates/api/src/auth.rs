@@ -21,7 +21,7 @@ pub(crate) struct Caller {
     pub token: String,
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     u64::try_from(crate::now_ms() / 1000).unwrap_or_default()
 }
 
@@ -100,6 +100,7 @@ pub(crate) async fn api_auth(
         account_id: account.id.clone(),
         exp: now_secs() + state.inner.token_lifetime_secs,
         method: "api_key".to_owned(),
+        owner_id: None,
     };
     let token = token::sign(&state.inner.token_secret, &claims);
     tracing::info!(account_id = %account.id, "api token issued");

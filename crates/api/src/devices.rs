@@ -30,7 +30,11 @@ pub(crate) fn collection() -> MethodRouter<ApiState> {
 }
 
 pub(crate) fn item() -> MethodRouter<ApiState> {
-    get(fetch).post(replace).patch(patch).delete(remove)
+    get(fetch)
+        .post(replace)
+        .patch(patch)
+        .delete(remove)
+        .put(crate::notify::action)
 }
 
 /// A 32-hex digest, the shape of Kazoo's md5 revisions.
@@ -134,6 +138,7 @@ fn credentials_taken(username: &str) -> ApiError {
 /// Stores a new (`existing: false`) or changed device; SIP credentials must be unique in the
 /// account, case-insensitive (Kazoo's `sip.username.unique`).
 async fn store_device(state: &ApiState, device: Device, existing: bool) -> Result<(), ApiError> {
+    crate::users::check_owner(state, &device).await?;
     let username = device.sip.username.clone();
     let checked = device.sip.method == SipAuthMethod::Password;
     if device.sip.method == SipAuthMethod::Ip

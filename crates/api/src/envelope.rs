@@ -74,6 +74,14 @@ impl Reply {
         }
     }
 
+    /// Kazoo's `response_202`: the request was passed on.
+    pub fn accepted(data: Value) -> Self {
+        Reply {
+            status: StatusCode::ACCEPTED,
+            ..Reply::ok(data)
+        }
+    }
+
     pub fn token(mut self, token: Option<String>) -> Self {
         self.auth_token = token;
         self

@@ -44,6 +44,15 @@ pub enum ApiError {
     /// The client's token bucket is empty (Kazoo's 429); retry after this many seconds.
     #[error("too many requests")]
     TooManyRequests(u64),
+    /// A NOTIFY was asked for a device with no reachable registration.
+    #[error("device {0} not registered")]
+    NotRegistered(String),
+    /// No binding of the device answered the NOTIFY before the SIP timeout.
+    #[error("device {device_id} did not answer")]
+    DeviceTimeout { device_id: String, bindings: Value },
+    /// The device answered the NOTIFY with an error status.
+    #[error("device {device_id} refused the request")]
+    DeviceRefused { device_id: String, bindings: Value },
     /// `If-Match` named a revision that is no longer current.
     #[error("precondition failed")]
     PreconditionFailed,
@@ -145,6 +154,38 @@ impl ApiError {
                 "error",
                 message.clone(),
                 system(message),
+            ),
+            ApiError::NotRegistered(device_id) => (
+                StatusCode::NOT_FOUND,
+                "error",
+                "device not registered".to_owned(),
+                json!({ "message": "device not registered", "cause": device_id }),
+            ),
+            ApiError::DeviceTimeout {
+                device_id,
+                bindings,
+            } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "error",
+                "device did not answer".to_owned(),
+                json!({
+                    "message": "device did not answer the NOTIFY in time",
+                    "cause": device_id,
+                    "bindings": bindings,
+                }),
+            ),
+            ApiError::DeviceRefused {
+                device_id,
+                bindings,
+            } => (
+                StatusCode::BAD_GATEWAY,
+                "error",
+                "device refused the NOTIFY".to_owned(),
+                json!({
+                    "message": "device refused the NOTIFY",
+                    "cause": device_id,
+                    "bindings": bindings,
+                }),
             ),
             ApiError::PreconditionFailed => (
                 StatusCode::PRECONDITION_FAILED,

@@ -19,10 +19,13 @@ mod devices;
 mod envelope;
 mod error;
 mod filters;
+mod notify;
 mod registrations;
 mod request;
 pub mod throttle;
 pub mod token;
+mod user_auth;
+mod users;
 mod validation;
 
 use std::future::Future;
@@ -35,6 +38,7 @@ use switchboard_model::Binding;
 use switchboard_store::{Store, StoreError};
 
 pub use error::ApiError;
+pub use notify::{BindingNotify, NotifyRequest, NotifyResult};
 
 /// Largest request body accepted (Kazoo's limit); larger ones get a 413 in the envelope.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -56,6 +60,17 @@ pub trait SipControl: Send + Sync + 'static {
 
     /// The live bindings of the account's devices (the registrar's table, not the store).
     fn account_bindings(&self, account_id: &str) -> Vec<Binding>;
+
+    /// Sends a NOTIFY to every binding of the device and waits for each final response (or
+    /// the SIP timeout). No bindings: an empty list. Without a registrar there are none.
+    fn notify<'a>(
+        &'a self,
+        _account_id: &'a str,
+        _device_id: &'a str,
+        _request: NotifyRequest,
+    ) -> Pin<Box<dyn Future<Output = Vec<BindingNotify>> + Send + 'a>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// A [`SipControl`] that does nothing (for an API without a registrar, e.g. in unit tests).
@@ -212,6 +227,14 @@ pub fn router(state: ApiState) -> Router {
             get(registrations::device_status),
         )
         .route(
+            "/accounts/{account_id}/devices/{device_id}/sync",
+            axum::routing::post(notify::sync),
+        )
+        .route(
+            "/accounts/{account_id}/devices/{device_id}/notify",
+            put(notify::notify),
+        )
+        .route(
             "/accounts/{account_id}/registrations",
             registrations::collection(),
         )
@@ -222,6 +245,15 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/accounts/{account_id}/registrations/{username}",
             delete(registrations::flush_username),
+        )
+        // users and user_auth
+        .route("/user_auth", put(user_auth::user_auth))
+        .route("/user_auth/{auth_token}", get(user_auth::introspect))
+        .route("/accounts/{account_id}/users", users::collection())
+        .route("/accounts/{account_id}/users/{user_id}", users::item())
+        .route(
+            "/accounts/{account_id}/users/{user_id}/devices",
+            get(users::devices),
         )
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::no_such_path)

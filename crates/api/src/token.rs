@@ -19,9 +19,13 @@ pub struct Claims {
     pub account_id: String,
     /// Expiry, Unix seconds.
     pub exp: u64,
-    /// How the token was obtained (`api_key`), as Kazoo's `method` claim.
+    /// How the token was obtained (`api_key`, `user_auth`), as Kazoo's `method` claim.
     #[serde(default)]
     pub method: String,
+    /// The user a `user_auth` token was issued to (Kazoo's `owner_id` claim). Absent from
+    /// `api_auth` tokens, so their encoding (and older tokens) are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
 }
 
 /// Why a token was refused. All of them answer 401 alike; the kind is for tests and logs.
@@ -104,6 +108,7 @@ mod tests {
             account_id: "a".repeat(32),
             exp,
             method: "api_key".to_owned(),
+            owner_id: None,
         }
     }
 
@@ -142,6 +147,18 @@ mod tests {
         for token in ["", "a.b", "a.b.c.d", "x.y.z", &format!("{HEADER}.!!.??")] {
             assert!(verify(&SECRET, token, 0).is_err(), "{token:?}");
         }
+    }
+
+    #[test]
+    fn owner_id_round_trips_and_is_absent_from_api_key_tokens() {
+        let mut with_owner = claims(1_000);
+        with_owner.owner_id = Some("b".repeat(32));
+        let token = sign(&SECRET, &with_owner);
+        assert_eq!(verify(&SECRET, &token, 0), Ok(with_owner));
+        let plain = sign(&SECRET, &claims(1_000));
+        let payload = plain.split('.').nth(1).expect("payload");
+        let decoded = URL_SAFE_NO_PAD.decode(payload).expect("base64");
+        assert!(!String::from_utf8_lossy(&decoded).contains("owner_id"));
     }
 
     #[test]

@@ -166,6 +166,25 @@ pub(crate) fn account(document: &Map<String, Value>) -> Result<(), ApiError> {
     errors.into_result()
 }
 
+/// Validates a document against one of Kazoo's schemas (`users`, `user_auth`...), writing
+/// the schema's defaults in; every error at once.
+pub(crate) fn schema(name: &str, document: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let mut value = Value::Object(std::mem::take(document));
+    let checked = Schemas::kazoo().validate(name, &mut value);
+    if let Value::Object(validated) = value {
+        *document = validated;
+    }
+    match checked {
+        Ok(_) => Ok(()),
+        Err(found) => Err(ApiError::Validation(found.to_kazoo_data())),
+    }
+}
+
+/// One `invalid` error (a reference to something that does not exist) as its own failure.
+pub(crate) fn invalid(path: &str, message: &str, cause: &str) -> ApiError {
+    ApiError::Validation(json!({ path: { "invalid": { "message": message, "cause": cause } } }))
+}
+
 /// One `unique` error as its own validation failure.
 pub(crate) fn unique(path: &str, message: &str, cause: &str) -> ApiError {
     ApiError::Validation(json!({ path: { "unique": { "message": message, "cause": cause } } }))

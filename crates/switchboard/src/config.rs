@@ -58,6 +58,8 @@ pub struct RegistrarSection {
     pub nonce_lifetime: Option<u32>,
     /// Accept digest responses without qop (RFC 2069 phones).
     pub allow_legacy_digest: Option<bool>,
+    /// How long a NOTIFY to a device waits for its final response (RFC 3261 Timer F).
+    pub notify_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -114,6 +116,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "SWITCHBOARD_REGISTRAR_ALLOW_LEGACY_DIGEST",
         "registrar.allow_legacy_digest",
         Kind::Bool,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_NOTIFY_TIMEOUT_MS",
+        "registrar.notify_timeout_ms",
+        Kind::Integer,
     ),
     (
         "SWITCHBOARD_STORAGE_SYNCHRONOUS",
@@ -298,8 +305,15 @@ impl Settings {
             aliases: file.sip_aliases.unwrap_or_default(),
             registrar,
             nonce_lifetime_secs: file.registrar.nonce_lifetime.unwrap_or(300),
+            notify_timeout_ms: file
+                .registrar
+                .notify_timeout_ms
+                .unwrap_or(switchboard_runtime::client::TIMER_F_MS),
             ..ServerConfig::default()
         };
+        if !(100..=600_000).contains(&server.notify_timeout_ms) {
+            bail!("registrar.notify_timeout_ms must lie between 100 and 600000");
+        }
         if server.nonce_lifetime_secs < 10 {
             bail!("registrar.nonce_lifetime must be at least 10 seconds");
         }

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use switchboard_api::SipControl;
+use switchboard_api::{BindingNotify, NotifyRequest, NotifyResult, SipControl};
 use switchboard_model::Binding;
-use switchboard_runtime::{BindingTable, DirectoryCache, SipService};
+use switchboard_runtime::{BindingTable, DirectoryCache, Notify, NotifyOutcome, SipService};
 use switchboard_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,6 +21,20 @@ pub struct RuntimeSip {
     pub bindings: Arc<BindingTable>,
     pub directory: Arc<DirectoryCache>,
     pub store: Arc<dyn Store>,
+    pub service: Arc<SipService>,
+}
+
+/// Kazoo's check-sync, sent to the bindings a device write flushes.
+const CHECK_SYNC: &str = "check-sync";
+
+impl RuntimeSip {
+    /// The device's bindings that have not lapsed yet.
+    fn live_bindings(&self, device_id: &str) -> Vec<Binding> {
+        let now = switchboard_runtime::clock::now_ms();
+        let mut bindings = self.bindings.device_bindings(device_id);
+        bindings.retain(|binding| binding.expires_at_ms > now);
+        bindings
+    }
 }
 
 impl std::fmt::Debug for RuntimeSip {
@@ -38,6 +52,29 @@ impl SipControl for RuntimeSip {
     ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
         Box::pin(async move {
             if flush {
+                // Kazoo sends check-sync to the flushed registrations, so the phone
+                // re-registers (and re-provisions) at once. Best effort: the NOTIFYs are
+                // built from a copy of the bindings taken before the flush and go out on
+                // their own task; the API does not wait for the phones' answers.
+                let flushed = self.live_bindings(device_id);
+                if !flushed.is_empty() {
+                    let service = self.service.clone();
+                    let device = device_id.to_owned();
+                    tokio::spawn(async move {
+                        let notify = Notify {
+                            event: CHECK_SYNC.to_owned(),
+                            body: None,
+                        };
+                        for (binding, outcome) in service.notify_all(flushed, notify).await {
+                            tracing::debug!(
+                                device_id = %device,
+                                contact = %binding.contact,
+                                ?outcome,
+                                "check-sync after flush"
+                            );
+                        }
+                    });
+                }
                 switchboard_runtime::flush_device(
                     &self.bindings,
                     &self.directory,
@@ -56,6 +93,35 @@ impl SipControl for RuntimeSip {
 
     fn account_bindings(&self, account_id: &str) -> Vec<Binding> {
         self.bindings.account_bindings(account_id)
+    }
+
+    fn notify<'a>(
+        &'a self,
+        _account_id: &'a str,
+        device_id: &'a str,
+        request: NotifyRequest,
+    ) -> Pin<Box<dyn Future<Output = Vec<BindingNotify>> + Send + 'a>> {
+        Box::pin(async move {
+            let bindings = self.live_bindings(device_id);
+            let notify = Notify {
+                event: request.event,
+                body: request.body,
+            };
+            self.service
+                .notify_all(bindings, notify)
+                .await
+                .into_iter()
+                .map(|(binding, outcome)| BindingNotify {
+                    contact: binding.contact,
+                    transport: binding.transport.as_str().to_owned(),
+                    result: match outcome {
+                        NotifyOutcome::Answered(code) => NotifyResult::Answered(code),
+                        NotifyOutcome::TimedOut => NotifyResult::TimedOut,
+                        NotifyOutcome::NoRoute => NotifyResult::NoRoute,
+                    },
+                })
+                .collect()
+        })
     }
 }
 

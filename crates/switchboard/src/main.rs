@@ -404,6 +404,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             bindings: server.bindings().clone(),
             directory: server.directory().clone(),
             store: server.store().clone(),
+            service: server.service().clone(),
         };
         let api = switchboard_api::router(
             switchboard_api::ApiState::new(

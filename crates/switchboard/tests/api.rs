@@ -411,6 +411,18 @@ fn devices_crud_revisions_pagination_and_validation() {
     let (board, token, admin) = started();
     let account = sub_account(&board, &token, &admin, "Acme", "acme.api.test");
     let devices = format!("/v2/accounts/{account}/devices");
+    // A device's owner_id must name a user of the account.
+    let response = board.api(
+        &token,
+        "PUT",
+        &format!("/v2/accounts/{account}/users"),
+        Some(&body(json!({"first_name": "Alice", "last_name": "Owner"}))),
+    );
+    assert_eq!(response.status, 201, "{}", response.text);
+    let owner = response.json["data"]["id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
 
     // Create: defaults written in, unknown keys kept.
     let response = board.api(
@@ -419,7 +431,7 @@ fn devices_crud_revisions_pagination_and_validation() {
         &devices,
         Some(&body(json!({
             "name": "Alice desk",
-            "owner_id": "0123456789abcdef0123456789abcdef",
+            "owner_id": owner,
             "sip": {"username": "alice", "password": "alice-pass"},
             "custom_key": {"kept": true},
         }))),
