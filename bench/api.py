@@ -65,7 +65,9 @@ def main():
     if not os.access(BINARY, os.X_OK):
         sys.exit(f"build first: cargo build --release -p switchboard ({BINARY})")
     data = tempfile.mkdtemp(prefix="sb-api-bench-")
-    env = dict(os.environ, SWITCHBOARD_BOOTSTRAP_API_KEY=KEY, SWITCHBOARD_LOG="warn")
+    # The per-client rate limit would (rightly) stop a benchmark client: off here.
+    env = dict(os.environ, SWITCHBOARD_BOOTSTRAP_API_KEY=KEY, SWITCHBOARD_LOG="warn",
+               SWITCHBOARD_API_RATE_LIMIT="false")
     env.pop("SWITCHBOARD_SHARED_DIR", None)
     account = json.loads(subprocess.check_output(
         [BINARY, "account", "create", "--data-dir", data, "--name", "bench", "--realm", "bench.local"], env=env))["id"]
