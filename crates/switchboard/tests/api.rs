@@ -309,6 +309,33 @@ fn tenants_are_isolated_on_every_route() {
                 format!("/v2/accounts/{account}/registrations"),
                 None,
             ),
+            // Routes added later: filters, per-device status, NOTIFY, users.
+            (
+                "GET",
+                format!("/v2/accounts/{account}/devices?filter_device_type=softphone"),
+                None,
+            ),
+            (
+                "GET",
+                format!("/v2/accounts/{account}/devices/{device}/status"),
+                None,
+            ),
+            (
+                "POST",
+                format!("/v2/accounts/{account}/devices/{device}/sync"),
+                None,
+            ),
+            (
+                "PUT",
+                format!("/v2/accounts/{account}/devices/{device}/notify"),
+                Some(body(json!({"event": "check-sync"}))),
+            ),
+            ("GET", format!("/v2/accounts/{account}/users"), None),
+            (
+                "PUT",
+                format!("/v2/accounts/{account}/users"),
+                Some(body(json!({"first_name": "Mallory", "last_name": "X"}))),
+            ),
         ]
     };
     for (token, other, other_device) in [
