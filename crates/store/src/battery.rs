@@ -32,6 +32,7 @@ pub fn run_all(store: &dyn Store) {
     deleting_an_account_removes_what_it_owns(store);
     api_keys_round_trip(store);
     account_api_keys_are_readable_and_unique(store);
+    account_documents_round_trip(store);
     upsert_replaces_a_binding(store);
     bindings_are_removed_one_by_one_or_per_device(store);
     expired_bindings_are_found(store);
@@ -1242,4 +1243,36 @@ pub fn users_need_an_existing_account_and_go_with_it(store: &dyn Store) {
     store.delete_account(&account.id).expect("delete account");
     assert_eq!(store.user(&ada.id).expect("read"), None);
     assert!(store.users(&account.id).expect("list").is_empty());
+}
+
+pub fn account_documents_round_trip(store: &dyn Store) {
+    let owner = account("documents");
+    store.create_account(&owner).expect("create");
+    assert_eq!(
+        store.account_document(&owner.id).expect("read"),
+        Some(json!({})),
+        "an account without a document has an empty one"
+    );
+    let document =
+        json!({"name": owner.name, "timezone": "Europe/Paris", "custom": {"kept": [1, 2]}});
+    store
+        .set_account_document(&owner.id, &document)
+        .expect("store the document");
+    assert_eq!(
+        store.account_document(&owner.id).expect("read"),
+        Some(document.clone())
+    );
+    // Updating the typed fields keeps the document.
+    let mut renamed = owner.clone();
+    renamed.name = "Renamed documents".to_owned();
+    store.update_account(&renamed).expect("update");
+    assert_eq!(
+        store.account_document(&owner.id).expect("read"),
+        Some(document)
+    );
+    assert_eq!(store.account_document(&new_id()).expect("read"), None);
+    assert_eq!(
+        store.set_account_document(&new_id(), &json!({})),
+        Err(StoreError::NotFound)
+    );
 }

@@ -187,6 +187,11 @@ pub trait Directory: Send + Sync {
     fn account_api_key(&self, account_id: &str) -> Result<Option<String>>;
     /// The account whose own API key is exactly `key`.
     fn account_by_api_key(&self, key: &str) -> Result<Option<Account>>;
+    /// The account's whole Kazoo document as last stored (an empty object for accounts that
+    /// never had one); `None` when the account is missing.
+    fn account_document(&self, account_id: &str) -> Result<Option<serde_json::Value>>;
+    /// Stores the account's whole document. `NotFound` when the account is missing.
+    fn set_account_document(&self, account_id: &str, document: &serde_json::Value) -> Result<()>;
     /// `NotFound` when the account does not exist; `Conflict("username")` when another user of
     /// the account has the same username (case-insensitive); `Conflict("id")` when the id is
     /// taken.

@@ -586,6 +586,34 @@ impl Directory for SqliteStore {
         .map(Option::flatten)
     }
 
+    fn account_document(&self, account_id: &str) -> Result<Option<serde_json::Value>> {
+        let text = self.read(|connection| {
+            rows::first(
+                connection,
+                "SELECT document FROM accounts WHERE id = ?1",
+                [account_id],
+                |row| row.get::<_, String>(0),
+            )
+        })?;
+        match text {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text).map(Some).map_err(|error| {
+                StoreError::Backend(format!("malformed row: account document: {error}"))
+            }),
+        }
+    }
+
+    fn set_account_document(&self, account_id: &str, document: &serde_json::Value) -> Result<()> {
+        let account_id = account_id.to_owned();
+        let text = document.to_string();
+        self.write(move |transaction| {
+            require_changed(transaction.execute(
+                "UPDATE accounts SET document = ?2 WHERE id = ?1",
+                params![account_id, text],
+            )?)
+        })
+    }
+
     fn account_by_api_key(&self, key: &str) -> Result<Option<Account>> {
         self.read(|connection| {
             let sql = format!(

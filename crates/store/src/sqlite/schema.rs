@@ -32,6 +32,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "users",
         sql: include_str!("migrations/0003_users.sql"),
     },
+    Migration {
+        version: 4,
+        name: "account_documents",
+        sql: include_str!("migrations/0004_account_documents.sql"),
+    },
 ];
 
 /// Brings the database up to the last of `migrations`, all pending ones in one transaction
