@@ -21,19 +21,62 @@ pub(crate) fn item() -> MethodRouter<ApiState> {
         .delete(remove)
 }
 
-/// The account as a Kazoo account document.
-fn document(account: &Account) -> Value {
-    let mut document = json!({
+/// The account as a Kazoo account document: every key the client stored, with the typed
+/// fields (id, name, realm, parent, times) laid over them.
+fn document(account: &Account, stored: &Value) -> Value {
+    let mut document = match stored {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let typed = json!({
         "id": account.id,
         "name": account.name,
         "realm": account.realm,
         "created": gregorian(account.created_ms),
         "modified": gregorian(account.modified_ms),
     });
-    if let (Some(parent), Some(object)) = (&account.parent_id, document.as_object_mut()) {
-        object.insert("parent_id".into(), parent.clone().into());
+    if let Value::Object(typed) = typed {
+        document.extend(typed);
     }
-    document
+    match &account.parent_id {
+        Some(parent) => {
+            document.insert("parent_id".into(), parent.clone().into());
+        }
+        None => {
+            document.remove("parent_id");
+        }
+    }
+    Value::Object(document)
+}
+
+/// The body as stored: private keys and the fields the server owns removed.
+fn storable(data: Map<String, Value>) -> Value {
+    let mut data = crate::devices::public(data);
+    for owned in ["created", "modified", "parent_id"] {
+        data.remove(owned);
+    }
+    Value::Object(data)
+}
+
+/// The account's stored document (empty when it never had one).
+async fn stored_document(state: &ApiState, account_id: &str) -> Result<Value, ApiError> {
+    let id = account_id.to_owned();
+    Ok(state
+        .blocking(move |store| store.account_document(&id))
+        .await?
+        .unwrap_or_else(|| json!({})))
+}
+
+/// Saves the document of an account that exists.
+async fn save_document(
+    state: &ApiState,
+    account_id: &str,
+    document: Value,
+) -> Result<(), ApiError> {
+    let id = account_id.to_owned();
+    state
+        .blocking(move |store| store.set_account_document(&id, &document))
+        .await
 }
 
 /// A fresh 64-hex account key, the shape Kazoo issues.
@@ -64,7 +107,8 @@ async fn fetch(
 ) -> Result<Reply, ApiError> {
     let caller = caller(&state, &request)?;
     let account = caller.reach(&state, &account_id).await?;
-    Ok(Reply::ok(document(&account)).token(Some(caller.token)))
+    let stored = stored_document(&state, &account.id).await?;
+    Ok(Reply::ok(document(&account, &stored)).token(Some(caller.token)))
 }
 
 /// `PUT /accounts/{parent_id}`: a new account below `parent_id`.
@@ -75,7 +119,9 @@ async fn create(
 ) -> Result<Reply, ApiError> {
     let caller = caller(&state, &request)?;
     let parent = caller.reach(&state, &parent_id).await?;
-    let (name, realm) = name_and_realm(&request.data()?)?;
+    let data = request.data()?;
+    let (name, realm) = name_and_realm(&data)?;
+    let body = storable(data);
     let now = crate::now_ms();
     let account = Account {
         id: new_id(),
@@ -86,9 +132,11 @@ async fn create(
         modified_ms: now,
     };
     let stored = account.clone();
+    let stored_body = body.clone();
     let result = state
         .blocking(move |store| {
             store.create_account(&stored)?;
+            store.set_account_document(&stored.id, &stored_body)?;
             store.set_account_api_key(&stored.id, &new_api_key())
         })
         .await;
@@ -98,7 +146,7 @@ async fn create(
         Err(error) => return Err(error),
     }
     tracing::info!(account_id = %account.id, "account created");
-    Ok(Reply::created(document(&account)).token(Some(caller.token)))
+    Ok(Reply::created(document(&account, &body)).token(Some(caller.token)))
 }
 
 /// Stores a changed name/realm; a realm clash is Kazoo's `realm.unique`.
@@ -122,12 +170,15 @@ async fn replace(
 ) -> Result<Reply, ApiError> {
     let caller = caller(&state, &request)?;
     let mut account = caller.reach(&state, &account_id).await?;
-    let (name, realm) = name_and_realm(&request.data()?)?;
+    let data = request.data()?;
+    let (name, realm) = name_and_realm(&data)?;
     account.name = name;
     account.realm = realm;
     account.modified_ms = crate::now_ms();
     let account = save(&state, account).await?;
-    Ok(Reply::ok(document(&account)).token(Some(caller.token)))
+    let body = storable(data);
+    save_document(&state, &account.id, body.clone()).await?;
+    Ok(Reply::ok(document(&account, &body)).token(Some(caller.token)))
 }
 
 async fn patch(
@@ -137,7 +188,8 @@ async fn patch(
 ) -> Result<Reply, ApiError> {
     let caller = caller(&state, &request)?;
     let mut account = caller.reach(&state, &account_id).await?;
-    let Value::Object(mut merged) = document(&account) else {
+    let stored = stored_document(&state, &account.id).await?;
+    let Value::Object(mut merged) = document(&account, &stored) else {
         return Err(ApiError::Internal(
             "account document is not an object".into(),
         ));
@@ -148,7 +200,9 @@ async fn patch(
     account.realm = realm;
     account.modified_ms = crate::now_ms();
     let account = save(&state, account).await?;
-    Ok(Reply::ok(document(&account)).token(Some(caller.token)))
+    let body = storable(merged);
+    save_document(&state, &account.id, body.clone()).await?;
+    Ok(Reply::ok(document(&account, &body)).token(Some(caller.token)))
 }
 
 /// Deletes an account below the caller's (never the caller's own, never one that still has
@@ -188,7 +242,7 @@ async fn remove(
             .await?;
     }
     tracing::info!(account_id = %account.id, devices = devices.len(), "account deleted");
-    Ok(Reply::ok(document(&account)).token(Some(caller.token)))
+    Ok(Reply::ok(document(&account, &Value::Null)).token(Some(caller.token)))
 }
 
 /// `GET /accounts/{id}/api_key`: the account's own key (issued on first request for accounts

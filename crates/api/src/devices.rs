@@ -69,7 +69,7 @@ pub(crate) fn merge_patch(target: &mut Map<String, Value>, patch: Map<String, Va
 }
 
 /// The client-writable part of a document: without `id`, `_id`, `_rev` and `pvt_*`.
-fn public(mut document: Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn public(mut document: Map<String, Value>) -> Map<String, Value> {
     document.retain(|key, _| {
         !matches!(key.as_str(), "id" | "_id" | "_rev") && !key.starts_with("pvt_")
     });

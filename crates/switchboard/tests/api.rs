@@ -782,3 +782,73 @@ fn a_device_created_through_the_api_registers_and_is_refused_once_disabled() {
         .sipp("register_404", &fresh, "u1", 1)
         .expect("the deleted device is unknown");
 }
+
+#[test]
+fn accounts_keep_every_key_their_clients_send() {
+    let (board, token, admin) = started();
+    let response = board.api(
+        &token,
+        "PUT",
+        &format!("/v2/accounts/{admin}"),
+        Some(&body(json!({
+            "name": "Docs", "realm": "docs.api.test", "timezone": "Europe/Paris",
+            "caller_id": {"external": {"number": "+33100000000"}}, "pvt_secret": "dropped"
+        }))),
+    );
+    assert_eq!(response.status, 201, "{}", response.text);
+    let account = response.json["data"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(response.json["data"]["timezone"], "Europe/Paris");
+    let path = format!("/v2/accounts/{account}");
+    let fetched = board.api(&token, "GET", &path, None);
+    assert_eq!(
+        fetched.json["data"]["timezone"], "Europe/Paris",
+        "{}",
+        fetched.text
+    );
+    assert_eq!(
+        fetched.json["data"]["caller_id"]["external"]["number"],
+        "+33100000000"
+    );
+    assert!(
+        fetched.json["data"].get("pvt_secret").is_none(),
+        "private keys are not stored"
+    );
+    assert_eq!(fetched.json["data"]["parent_id"], admin.as_str());
+    // PATCH merges (null deletes), POST replaces.
+    let patched = board.api(
+        &token,
+        "PATCH",
+        &path,
+        Some(&body(json!({"language": "fr-fr", "timezone": null}))),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let fetched = board.api(&token, "GET", &path, None);
+    assert_eq!(fetched.json["data"]["language"], "fr-fr");
+    assert!(
+        fetched.json["data"].get("timezone").is_none(),
+        "{}",
+        fetched.text
+    );
+    assert_eq!(
+        fetched.json["data"]["caller_id"]["external"]["number"],
+        "+33100000000"
+    );
+    let replaced = board.api(
+        &token,
+        "POST",
+        &path,
+        Some(&body(json!({"name": "Docs", "realm": "docs.api.test"}))),
+    );
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    let fetched = board.api(&token, "GET", &path, None);
+    assert!(
+        fetched.json["data"].get("caller_id").is_none(),
+        "{}",
+        fetched.text
+    );
+    assert_eq!(
+        fetched.json["data"]["parent_id"],
+        admin.as_str(),
+        "the tree is kept"
+    );
+}
