@@ -2,7 +2,6 @@
 //! (`PATCH`), delete; and `/v2/accounts/{id}/api_key`.
 
 use axum::extract::{Path, State};
-use axum::routing::{MethodRouter, get};
 use serde_json::{Map, Value, json};
 use switchboard_model::{Account, new_id};
 use switchboard_store::StoreError;
@@ -10,16 +9,9 @@ use switchboard_store::StoreError;
 use crate::auth::caller;
 use crate::devices::{gregorian, merge_patch};
 use crate::envelope::Reply;
+use crate::openapi;
 use crate::request::ApiRequest;
 use crate::{ApiError, ApiState, validation};
-
-pub(crate) fn item() -> MethodRouter<ApiState> {
-    get(fetch)
-        .put(create)
-        .post(replace)
-        .patch(patch)
-        .delete(remove)
-}
 
 /// The account as a Kazoo account document: every key the client stored, with the typed
 /// fields (id, name, realm, parent, times) laid over them.
@@ -100,7 +92,18 @@ fn name_and_realm(data: &Map<String, Value>) -> Result<(String, String), ApiErro
     Ok((text("name"), text("realm").to_lowercase()))
 }
 
-async fn fetch(
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}",
+    operation_id = "get_account",
+    tag = "accounts",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "The account document", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn fetch(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -112,7 +115,19 @@ async fn fetch(
 }
 
 /// `PUT /accounts/{parent_id}`: a new account below `parent_id`.
-async fn create(
+#[utoipa::path(
+    put,
+    path = "/accounts/{account_id}",
+    operation_id = "create_account",
+    tag = "accounts",
+    params(openapi::AccountPath),
+    request_body = openapi::AccountRequest,
+    responses(
+        (status = 201, description = "The new account, below `{account_id}`", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn create(
     State(state): State<ApiState>,
     Path(parent_id): Path<String>,
     request: ApiRequest,
@@ -163,7 +178,19 @@ async fn save(state: &ApiState, account: Account) -> Result<Account, ApiError> {
     }
 }
 
-async fn replace(
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}",
+    operation_id = "replace_account",
+    tag = "accounts",
+    params(openapi::AccountPath),
+    request_body = openapi::AccountRequest,
+    responses(
+        (status = 200, description = "The account as stored", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn replace(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -181,7 +208,19 @@ async fn replace(
     Ok(Reply::ok(document(&account, &body)).token(Some(caller.token)))
 }
 
-async fn patch(
+#[utoipa::path(
+    patch,
+    path = "/accounts/{account_id}",
+    operation_id = "patch_account",
+    tag = "accounts",
+    params(openapi::AccountPath),
+    request_body = openapi::AccountRequest,
+    responses(
+        (status = 200, description = "The account as stored (the body merged into it)", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn patch(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -207,7 +246,18 @@ async fn patch(
 
 /// Deletes an account below the caller's (never the caller's own, never one that still has
 /// sub-accounts), with its devices; their bindings are flushed on the SIP side.
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/accounts/{account_id}",
+    operation_id = "delete_account",
+    tag = "accounts",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "The deleted account; its devices and their registrations are gone (400 `account_has_descendants` while it has sub-accounts; 403 for the token's own account)", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn remove(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -247,6 +297,17 @@ async fn remove(
 
 /// `GET /accounts/{id}/api_key`: the account's own key (issued on first request for accounts
 /// created before keys existed, e.g. with the CLI).
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/api_key",
+    operation_id = "get_account_api_key",
+    tag = "accounts",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "`{api_key}`: the account's key for `PUT /api_auth`", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
 pub(crate) async fn api_key(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,

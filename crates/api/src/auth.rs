@@ -7,6 +7,7 @@ use switchboard_model::Account;
 use switchboard_store::ApiKey;
 
 use crate::envelope::Reply;
+use crate::openapi;
 use crate::request::ApiRequest;
 use crate::token::{self, Claims};
 use crate::{ApiError, ApiState};
@@ -75,6 +76,18 @@ impl Caller {
 
 /// `PUT /v2/api_auth {"data":{"api_key":…}}`: the bootstrap key (stored hashed) or an
 /// account's own key gives a token for that account.
+#[utoipa::path(
+    put,
+    path = "/api_auth",
+    operation_id = "api_auth",
+    tag = "auth",
+    request_body = openapi::ApiAuthRequest,
+    security(()),
+    responses(
+        (status = 201, description = "A token for the key's account (`auth_token`) and `data`: `account_id`, `account_name`, `is_reseller`, `reseller_id`, `expires_in`", body = openapi::SuccessEnvelope),
+        openapi::LoginErrors,
+    ),
+)]
 pub(crate) async fn api_auth(
     State(state): State<ApiState>,
     request: ApiRequest,

@@ -3,7 +3,6 @@
 //! enabled) or a delete takes effect on the SIP side at once, through [`crate::SipControl`].
 
 use axum::extract::{Path, State};
-use axum::routing::{MethodRouter, get};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
@@ -13,6 +12,7 @@ use switchboard_model::{Account, Device, DeviceSip, SipAuthMethod, new_id};
 use crate::auth::{Caller, caller};
 use crate::envelope::{Page, Reply};
 use crate::filters::Filters;
+use crate::openapi;
 use crate::request::ApiRequest;
 use crate::{ApiError, ApiState, validation};
 
@@ -24,18 +24,6 @@ const DEFAULT_PAGE_SIZE: usize = 50;
 
 /// Seconds between year 0 and the Unix epoch: Kazoo timestamps are Gregorian seconds.
 const GREGORIAN_OFFSET_SECS: i64 = 62_167_219_200;
-
-pub(crate) fn collection() -> MethodRouter<ApiState> {
-    get(list).put(create)
-}
-
-pub(crate) fn item() -> MethodRouter<ApiState> {
-    get(fetch)
-        .post(replace)
-        .patch(patch)
-        .delete(remove)
-        .put(crate::notify::action)
-}
 
 /// A 32-hex digest, the shape of Kazoo's md5 revisions.
 pub(crate) fn digest(bytes: &[u8]) -> String {
@@ -229,7 +217,18 @@ fn row(device: &Device) -> Value {
     row
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/devices",
+    operation_id = "list_devices",
+    tag = "devices",
+    params(openapi::AccountPath, openapi::Pagination, openapi::Filters),
+    responses(
+        (status = 200, description = "One listing row per device (`id`, `name`, `username`, `mac_address`, `enabled`, `device_type`, `flags`, `owner_id`…), by id, with `page_size`/`next_start_key`", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -310,7 +309,20 @@ async fn list(
         .token(Some(caller.token)))
 }
 
-async fn create(
+#[utoipa::path(
+    put,
+    path = "/accounts/{account_id}/devices",
+    operation_id = "create_device",
+    tag = "devices",
+    params(openapi::AccountPath),
+    request_body = openapi::DocumentRequest,
+    responses(
+        (status = 201, description = "The new device document (defaults written in)", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 409, description = "`datastore_conflict`: a concurrent write won", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -330,7 +342,18 @@ async fn create(
         .token(Some(caller.token)))
 }
 
-async fn fetch(
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/devices/{device_id}",
+    operation_id = "get_device",
+    tag = "devices",
+    params(openapi::DevicePath),
+    responses(
+        (status = 200, description = "The device document", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn fetch(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
@@ -379,7 +402,21 @@ async fn update(
     Ok(reply_document(&device, caller))
 }
 
-async fn replace(
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/devices/{device_id}",
+    operation_id = "replace_device",
+    tag = "devices",
+    params(openapi::DevicePath, openapi::Revision),
+    request_body = openapi::DocumentRequest,
+    responses(
+        (status = 200, description = "The device document as stored; a change of credentials, method, `enabled` or `owner_id` unregisters it at once", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 409, description = "`datastore_conflict`: a concurrent write won", body = openapi::ErrorEnvelope),
+        (status = 412, description = "`precondition_failed`: `If-Match` names a revision that is no longer current", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn replace(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
@@ -387,7 +424,21 @@ async fn replace(
     update(state, account_id, device_id, request, |_stored, data| data).await
 }
 
-async fn patch(
+#[utoipa::path(
+    patch,
+    path = "/accounts/{account_id}/devices/{device_id}",
+    operation_id = "patch_device",
+    tag = "devices",
+    params(openapi::DevicePath, openapi::Revision),
+    request_body = openapi::DocumentRequest,
+    responses(
+        (status = 200, description = "The device document as stored (the body merged into it)", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 409, description = "`datastore_conflict`: a concurrent write won", body = openapi::ErrorEnvelope),
+        (status = 412, description = "`precondition_failed`: `If-Match` names a revision that is no longer current", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn patch(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
@@ -399,7 +450,19 @@ async fn patch(
     .await
 }
 
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/accounts/{account_id}/devices/{device_id}",
+    operation_id = "delete_device",
+    tag = "devices",
+    params(openapi::DevicePath, openapi::Revision),
+    responses(
+        (status = 200, description = "The deleted device document; its registrations are gone", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 412, description = "`precondition_failed`: `If-Match` names a revision that is no longer current", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn remove(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,

@@ -20,6 +20,7 @@ mod envelope;
 mod error;
 mod filters;
 mod notify;
+mod openapi;
 mod registrations;
 mod request;
 pub mod throttle;
@@ -33,7 +34,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, put};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter};
 use switchboard_model::Binding;
 use switchboard_store::{Store, StoreError};
 
@@ -205,56 +208,153 @@ pub(crate) fn node_name() -> String {
     format!("switchboard@{host}")
 }
 
+/// One route the API serves (under `/v2` and `/v1`): the router is built from [`routes`], and
+/// the OpenAPI drift test checks the same list against the document.
+pub(crate) struct Route {
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by the OpenAPI drift test")
+    )]
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<ApiState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, ApiState>,
+    T: 'static,
+{
+    // Only the standard methods below are ever passed in: a panic here is a typo in `routes`.
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
+    Route {
+        method,
+        path,
+        handler: axum::routing::on(filter, handler),
+    }
+}
+
+/// Every route, the one list (paths relative to `/v2`).
+pub(crate) fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route(M::GET, "/openapi.json", openapi::serve),
+        route(M::PUT, "/api_auth", auth::api_auth),
+        route(M::PUT, "/user_auth", user_auth::user_auth),
+        route(M::GET, "/user_auth/{auth_token}", user_auth::introspect),
+        route(M::GET, "/accounts/{account_id}", accounts::fetch),
+        route(M::PUT, "/accounts/{account_id}", accounts::create),
+        route(M::POST, "/accounts/{account_id}", accounts::replace),
+        route(M::PATCH, "/accounts/{account_id}", accounts::patch),
+        route(M::DELETE, "/accounts/{account_id}", accounts::remove),
+        route(M::GET, "/accounts/{account_id}/api_key", accounts::api_key),
+        route(M::GET, "/accounts/{account_id}/devices", devices::list),
+        route(M::PUT, "/accounts/{account_id}/devices", devices::create),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/status",
+            registrations::status,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/{device_id}",
+            devices::fetch,
+        ),
+        route(
+            M::POST,
+            "/accounts/{account_id}/devices/{device_id}",
+            devices::replace,
+        ),
+        route(
+            M::PATCH,
+            "/accounts/{account_id}/devices/{device_id}",
+            devices::patch,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/devices/{device_id}",
+            devices::remove,
+        ),
+        route(
+            M::PUT,
+            "/accounts/{account_id}/devices/{device_id}",
+            notify::action,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/{device_id}/status",
+            registrations::device_status,
+        ),
+        route(
+            M::POST,
+            "/accounts/{account_id}/devices/{device_id}/sync",
+            notify::sync,
+        ),
+        route(
+            M::PUT,
+            "/accounts/{account_id}/devices/{device_id}/notify",
+            notify::notify,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/registrations",
+            registrations::list,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/registrations",
+            registrations::flush_all,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/registrations/count",
+            registrations::count,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/registrations/{username}",
+            registrations::flush_username,
+        ),
+        route(M::GET, "/accounts/{account_id}/users", users::list),
+        route(M::PUT, "/accounts/{account_id}/users", users::create),
+        route(
+            M::GET,
+            "/accounts/{account_id}/users/{user_id}",
+            users::fetch,
+        ),
+        route(
+            M::POST,
+            "/accounts/{account_id}/users/{user_id}",
+            users::replace,
+        ),
+        route(
+            M::PATCH,
+            "/accounts/{account_id}/users/{user_id}",
+            users::patch,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/users/{user_id}",
+            users::remove,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/users/{user_id}/devices",
+            users::devices,
+        ),
+    ]
+}
+
 /// The API under `/v2` and `/v1`. Unknown paths get 404 and known paths with another method
-/// 405 `invalid_method`, both in Kazoo's error envelope.
+/// 405 `invalid_method`, both in Kazoo's error envelope. `GET /v2/openapi.json` is the
+/// OpenAPI document of all of it, served without a token.
 pub fn router(state: ApiState) -> Router {
     let throttled = state.clone();
-    let api = Router::new()
-        .route("/api_auth", put(auth::api_auth))
-        .route("/accounts/{account_id}", accounts::item())
-        .route("/accounts/{account_id}/api_key", get(accounts::api_key))
-        .route("/accounts/{account_id}/devices", devices::collection())
-        .route(
-            "/accounts/{account_id}/devices/status",
-            get(registrations::status),
-        )
-        .route(
-            "/accounts/{account_id}/devices/{device_id}",
-            devices::item(),
-        )
-        .route(
-            "/accounts/{account_id}/devices/{device_id}/status",
-            get(registrations::device_status),
-        )
-        .route(
-            "/accounts/{account_id}/devices/{device_id}/sync",
-            axum::routing::post(notify::sync),
-        )
-        .route(
-            "/accounts/{account_id}/devices/{device_id}/notify",
-            put(notify::notify),
-        )
-        .route(
-            "/accounts/{account_id}/registrations",
-            registrations::collection(),
-        )
-        .route(
-            "/accounts/{account_id}/registrations/count",
-            get(registrations::count),
-        )
-        .route(
-            "/accounts/{account_id}/registrations/{username}",
-            delete(registrations::flush_username),
-        )
-        // users and user_auth
-        .route("/user_auth", put(user_auth::user_auth))
-        .route("/user_auth/{auth_token}", get(user_auth::introspect))
-        .route("/accounts/{account_id}/users", users::collection())
-        .route("/accounts/{account_id}/users/{user_id}", users::item())
-        .route(
-            "/accounts/{account_id}/users/{user_id}/devices",
-            get(users::devices),
-        )
+    let api = routes()
+        .into_iter()
+        .fold(Router::new(), |api, route| {
+            api.route(route.path, route.handler)
+        })
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::no_such_path)
         .with_state(state);

@@ -13,6 +13,7 @@ use switchboard_schema::Schemas;
 
 use crate::auth::caller;
 use crate::envelope::Reply;
+use crate::openapi;
 use crate::request::ApiRequest;
 use crate::{ApiError, ApiState};
 
@@ -123,6 +124,20 @@ async fn send(
 }
 
 /// `POST …/devices/{id}/sync`.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/devices/{device_id}/sync",
+    operation_id = "sync_device",
+    tag = "notify",
+    params(openapi::DevicePath, ("reboot" = Option<bool>, Query, description = "`true`: `Event: check-sync;reboot=true`; `false`: `;reboot=false`; absent: `check-sync`")),
+    responses(
+        (status = 202, description = "`sync request sent`: a registration answered 2xx", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+        (status = 404, description = "`bad_identifier` (no such account or device), or `device not registered`: the device has no reachable registration", body = openapi::ErrorEnvelope),
+        (status = 502, description = "The device refused the NOTIFY (`data.bindings`: each registration's result)", body = openapi::ErrorEnvelope),
+        (status = 504, description = "No registration answered before the SIP timeout (`data.bindings`: each registration's result)", body = openapi::ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn sync(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,
@@ -146,6 +161,21 @@ pub(crate) async fn sync(
 }
 
 /// `PUT …/devices/{id}/notify`.
+#[utoipa::path(
+    put,
+    path = "/accounts/{account_id}/devices/{device_id}/notify",
+    operation_id = "notify_device",
+    tag = "notify",
+    params(openapi::DevicePath),
+    request_body = openapi::NotifyBody,
+    responses(
+        (status = 202, description = "`NOTIFY sent`: a registration answered 2xx", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+        (status = 404, description = "`bad_identifier` (no such account or device), or `device not registered`: the device has no reachable registration", body = openapi::ErrorEnvelope),
+        (status = 502, description = "The device refused the NOTIFY (`data.bindings`: each registration's result)", body = openapi::ErrorEnvelope),
+        (status = 504, description = "No registration answered before the SIP timeout (`data.bindings`: each registration's result)", body = openapi::ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn notify(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,
@@ -164,6 +194,21 @@ pub(crate) async fn notify(
 }
 
 /// `PUT …/devices/{id}`: Kazoo's action tunnel; only `notify` is an action of devices.
+#[utoipa::path(
+    put,
+    path = "/accounts/{account_id}/devices/{device_id}",
+    operation_id = "device_action",
+    tag = "notify",
+    params(openapi::DevicePath),
+    request_body = openapi::NotifyBody,
+    responses(
+        (status = 202, description = "`NOTIFY sent`: a registration answered 2xx (the body's `action` must be `notify`, else 400)", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+        (status = 404, description = "`bad_identifier` (no such account or device), or `device not registered`: the device has no reachable registration", body = openapi::ErrorEnvelope),
+        (status = 502, description = "The device refused the NOTIFY (`data.bindings`: each registration's result)", body = openapi::ErrorEnvelope),
+        (status = 504, description = "No registration answered before the SIP timeout (`data.bindings`: each registration's result)", body = openapi::ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn action(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,

@@ -5,7 +5,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, State};
-use axum::routing::{MethodRouter, get};
 use serde_json::{Value, json};
 use switchboard_model::{Account, Binding, Device, EventKind};
 use switchboard_store::EventQuery;
@@ -13,12 +12,9 @@ use switchboard_store::EventQuery;
 use crate::auth::caller;
 use crate::devices::gregorian;
 use crate::envelope::Reply;
+use crate::openapi;
 use crate::request::ApiRequest;
 use crate::{ApiError, ApiState};
-
-pub(crate) fn collection() -> MethodRouter<ApiState> {
-    get(list).delete(flush_all)
-}
 
 /// The account's bindings that have not lapsed yet (the sweeper may not have run).
 fn live_bindings(state: &ApiState, account: &Account) -> Vec<Binding> {
@@ -84,7 +80,18 @@ fn registration(account: &Account, binding: &Binding, device: Option<&Device>, n
     })
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/registrations",
+    operation_id = "list_registrations",
+    tag = "registrations",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "The account's live registrations, in Kazoo's `cb_registrations` shape", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -112,6 +119,17 @@ async fn list(
     Ok(Reply::ok(Value::Array(rows)).token(Some(caller.token)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/registrations/count",
+    operation_id = "count_registrations",
+    tag = "registrations",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "`{count}`: the account's live registrations", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
 pub(crate) async fn count(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
@@ -139,7 +157,18 @@ async fn flush_devices(
 }
 
 /// `DELETE …/registrations`: every registration of the account's realm.
-async fn flush_all(
+#[utoipa::path(
+    delete,
+    path = "/accounts/{account_id}/registrations",
+    operation_id = "flush_registrations",
+    tag = "registrations",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "`ok`: every registration of the account is removed", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn flush_all(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -158,6 +187,17 @@ async fn flush_all(
 }
 
 /// `DELETE …/registrations/{username}`: 404 when no device has that username.
+#[utoipa::path(
+    delete,
+    path = "/accounts/{account_id}/registrations/{username}",
+    operation_id = "flush_registration",
+    tag = "registrations",
+    params(openapi::RegistrationPath),
+    responses(
+        (status = 200, description = "`ok`: the device's registrations are removed (404 when no device has that username)", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
 pub(crate) async fn flush_username(
     State(state): State<ApiState>,
     Path((account_id, username)): Path<(String, String)>,
@@ -176,6 +216,17 @@ pub(crate) async fn flush_username(
 }
 
 /// `GET …/devices/status`: `[{device_id, registered: true}]` for each registered device.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/devices/status",
+    operation_id = "devices_status",
+    tag = "registrations",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "`[{device_id, registered: true}]` for each registered device", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
 pub(crate) async fn status(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
@@ -196,6 +247,17 @@ pub(crate) async fn status(
 
 /// `GET …/devices/{device_id}/status` (the softphone document's shape): whether the device is
 /// registered now, from where, and when it last registered (from the history when it is not).
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/devices/{device_id}/status",
+    operation_id = "device_status",
+    tag = "registrations",
+    params(openapi::DevicePath),
+    responses(
+        (status = 200, description = "Whether the device is registered, from where, and when it last registered", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
 pub(crate) async fn device_status(
     State(state): State<ApiState>,
     Path((account_id, device_id)): Path<(String, String)>,

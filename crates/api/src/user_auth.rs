@@ -8,6 +8,7 @@ use switchboard_store::CredentialHash;
 
 use crate::auth::{Caller, now_secs};
 use crate::envelope::Reply;
+use crate::openapi;
 use crate::request::ApiRequest;
 use crate::token::{self, Claims};
 use crate::{ApiError, ApiState, validation};
@@ -16,6 +17,18 @@ use crate::{ApiError, ApiState, validation};
 /// `credentials` is the hex `md5("username:password")` (or SHA-1 with `"method":"sha"`); the
 /// first enabled user of the named account(s) holding that hash gets a token carrying its id
 /// as `owner_id`. Anything else is 401 `invalid_credentials`.
+#[utoipa::path(
+    put,
+    path = "/user_auth",
+    operation_id = "user_auth",
+    tag = "auth",
+    request_body = openapi::UserAuthRequest,
+    security(()),
+    responses(
+        (status = 201, description = "A token for the user (`auth_token`; its `owner_id` is the user) and the user's account details in `data`", body = openapi::SuccessEnvelope),
+        openapi::LoginErrors,
+    ),
+)]
 pub(crate) async fn user_auth(
     State(state): State<ApiState>,
     request: ApiRequest,
@@ -97,6 +110,18 @@ fn login_data(account: &Account, user: &User, lifetime_secs: u64) -> Value {
 /// `GET /v2/user_auth/{token}`: the token's `account_id`, `owner_id`, `method` and `exp`.
 /// The caller is the request's own token (or, without one, the token in the path); it must
 /// reach the inspected token's account like any other account.
+#[utoipa::path(
+    get,
+    path = "/user_auth/{auth_token}",
+    operation_id = "user_auth_introspect",
+    tag = "auth",
+    params(("auth_token" = String, Path, description = "The token to inspect (also the caller's token when the request carries none)")),
+    security((), ("auth_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "`account_id`, `owner_id`, `method`, `exp`, `expires_in` of the token", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
 pub(crate) async fn introspect(
     State(state): State<ApiState>,
     Path(inspected): Path<String>,

@@ -6,7 +6,6 @@
 //! the `user_auth` credentials `md5("username:password")` and `sha1("username:password")`.
 
 use axum::extract::{Path, State};
-use axum::routing::{MethodRouter, get};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use md5::Md5;
@@ -19,6 +18,7 @@ use switchboard_store::StoreError;
 use crate::auth::{Caller, caller};
 use crate::devices::{digest, merge_patch};
 use crate::envelope::{Page, Reply};
+use crate::openapi;
 use crate::request::ApiRequest;
 use crate::{ApiError, ApiState, validation};
 
@@ -26,14 +26,6 @@ type Document = Map<String, Value>;
 
 /// Kazoo's `crossbar.pagination_page_size`.
 const DEFAULT_PAGE_SIZE: usize = 50;
-
-pub(crate) fn collection() -> MethodRouter<ApiState> {
-    get(list).put(create)
-}
-
-pub(crate) fn item() -> MethodRouter<ApiState> {
-    get(fetch).post(replace).patch(patch).delete(remove)
-}
 
 /// Kazoo's `user_auth` credentials of a username and password: lower-case hex
 /// `(md5, sha1)` of `"username:password"`.
@@ -249,7 +241,18 @@ fn row(user: &User) -> Value {
     row
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/users",
+    operation_id = "list_users",
+    tag = "users",
+    params(openapi::AccountPath, openapi::Pagination),
+    responses(
+        (status = 200, description = "One listing row per user, by id, with `page_size`/`next_start_key`", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -300,7 +303,20 @@ async fn list(
         .token(Some(caller.token)))
 }
 
-async fn create(
+#[utoipa::path(
+    put,
+    path = "/accounts/{account_id}/users",
+    operation_id = "create_user",
+    tag = "users",
+    params(openapi::AccountPath),
+    request_body = openapi::DocumentRequest,
+    responses(
+        (status = 201, description = "The new user document (the password is kept only as Kazoo's md5/sha1 hashes)", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 409, description = "`datastore_conflict`: a concurrent write won", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     request: ApiRequest,
@@ -315,7 +331,18 @@ async fn create(
         .token(Some(caller.token)))
 }
 
-async fn fetch(
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/users/{user_id}",
+    operation_id = "get_user",
+    tag = "users",
+    params(openapi::UserPath),
+    responses(
+        (status = 200, description = "The user document", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn fetch(
     State(state): State<ApiState>,
     Path((account_id, user_id)): Path<(String, String)>,
     request: ApiRequest,
@@ -351,7 +378,21 @@ async fn update(
     Ok(reply_document(&user, caller))
 }
 
-async fn replace(
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/users/{user_id}",
+    operation_id = "replace_user",
+    tag = "users",
+    params(openapi::UserPath, openapi::Revision),
+    request_body = openapi::DocumentRequest,
+    responses(
+        (status = 200, description = "The user document as stored", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 409, description = "`datastore_conflict`: a concurrent write won", body = openapi::ErrorEnvelope),
+        (status = 412, description = "`precondition_failed`: `If-Match` names a revision that is no longer current", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn replace(
     State(state): State<ApiState>,
     Path((account_id, user_id)): Path<(String, String)>,
     request: ApiRequest,
@@ -359,7 +400,21 @@ async fn replace(
     update(state, account_id, user_id, request, |_stored, data| data).await
 }
 
-async fn patch(
+#[utoipa::path(
+    patch,
+    path = "/accounts/{account_id}/users/{user_id}",
+    operation_id = "patch_user",
+    tag = "users",
+    params(openapi::UserPath, openapi::Revision),
+    request_body = openapi::DocumentRequest,
+    responses(
+        (status = 200, description = "The user document as stored (the body merged into it)", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 409, description = "`datastore_conflict`: a concurrent write won", body = openapi::ErrorEnvelope),
+        (status = 412, description = "`precondition_failed`: `If-Match` names a revision that is no longer current", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn patch(
     State(state): State<ApiState>,
     Path((account_id, user_id)): Path<(String, String)>,
     request: ApiRequest,
@@ -371,7 +426,19 @@ async fn patch(
     .await
 }
 
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/accounts/{account_id}/users/{user_id}",
+    operation_id = "delete_user",
+    tag = "users",
+    params(openapi::UserPath, openapi::Revision),
+    responses(
+        (status = 200, description = "The deleted user document", body = openapi::SuccessEnvelope, headers(("ETag" = String, description = "The document's revision"))),
+        (status = 412, description = "`precondition_failed`: `If-Match` names a revision that is no longer current", body = openapi::ErrorEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn remove(
     State(state): State<ApiState>,
     Path((account_id, user_id)): Path<(String, String)>,
     request: ApiRequest,
@@ -422,6 +489,17 @@ fn owned_row(device: &Device, hotdesked: bool) -> Value {
 
 /// `GET /accounts/{id}/users/{user_id}/devices`: the devices the user owns (`owner_id`) or is
 /// hotdesked into (the device's `hotdesk.users`), sorted by device id.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/users/{user_id}/devices",
+    operation_id = "list_user_devices",
+    tag = "users",
+    params(openapi::UserPath),
+    responses(
+        (status = 200, description = "The devices the user owns (`owner_id`) or is hotdesked into, by id", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
 pub(crate) async fn devices(
     State(state): State<ApiState>,
     Path((account_id, user_id)): Path<(String, String)>,
