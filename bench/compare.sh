@@ -46,7 +46,9 @@ sb_start() {  # sb_start USERS
     SWITCHBOARD_STORAGE_SYNCHRONOUS=normal "$SB_BIN" device import --data-dir "$data" --account "$acct" --csv "$data/users.csv" >/dev/null
     echo "$acct" > "$data/ready-$users"
   fi
-  SWITCHBOARD_STORAGE_SYNCHRONOUS="$SB_SYNCHRONOUS" SWITCHBOARD_LOG=warn,switchboard=info "$SB_BIN" serve --data-dir "$data" \
+  # Keepalive pings off: the reference Kamailio config pings nothing, and SIPp would get
+  # OPTIONS it does not expect.
+  SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL=0 SWITCHBOARD_STORAGE_SYNCHRONOUS="$SB_SYNCHRONOUS" SWITCHBOARD_LOG=warn,switchboard=info "$SB_BIN" serve --data-dir "$data" \
     --sip-listen "udp:127.0.0.1:$SB_PORT" --sip-listen "tcp:127.0.0.1:$SB_PORT" \
     --http-listen 127.0.0.1:0 > "$ANCHOR_RUN/switchboard.log" 2>&1 &
   SB_PID=$!

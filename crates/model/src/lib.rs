@@ -259,6 +259,24 @@ pub struct Binding {
     pub connection_id: Option<u64>,
     /// Path header values (RFC 3327), in order, comma-joined; empty when none.
     pub path: String,
+    /// When a keepalive (OPTIONS) to this binding last got a final response. Node-local
+    /// reachability facts like this one are kept in memory only (see `ARCHITECTURE.md`).
+    #[serde(default)]
+    pub last_keepalive_ms: Option<UnixMillis>,
+    /// Round-trip time of that keepalive, first transmission to final response.
+    #[serde(default)]
+    pub keepalive_rtt_ms: Option<u32>,
+    /// Keepalives that failed in a row since the last success (a timeout counts).
+    #[serde(default)]
+    pub keepalive_failures: u32,
+    /// Whether the device answers on this binding's flow: true at registration, false once
+    /// keepalives failed too often or its connection closed (the binding is `offline`).
+    #[serde(default = "reachable_default")]
+    pub reachable: bool,
+}
+
+fn reachable_default() -> bool {
+    true
 }
 
 impl Binding {
@@ -286,6 +304,10 @@ pub enum EventKind {
     AuthFailed,
     /// A REGISTER was refused for another reason (disabled device, ...).
     Rejected,
+    /// A live binding stopped answering keepalives, or its connection closed.
+    Offline,
+    /// An offline binding answered a keepalive again, or the device re-registered it.
+    Online,
 }
 
 impl EventKind {
@@ -297,6 +319,8 @@ impl EventKind {
             EventKind::Expired => "expired",
             EventKind::AuthFailed => "auth_failed",
             EventKind::Rejected => "rejected",
+            EventKind::Offline => "offline",
+            EventKind::Online => "online",
         }
     }
 
@@ -308,6 +332,8 @@ impl EventKind {
             "expired" => EventKind::Expired,
             "auth_failed" => EventKind::AuthFailed,
             "rejected" => EventKind::Rejected,
+            "offline" => EventKind::Offline,
+            "online" => EventKind::Online,
             _ => return None,
         })
     }
@@ -367,6 +393,43 @@ mod tests {
     }
 
     #[test]
+    fn event_kinds_round_trip_including_offline_and_online() {
+        for kind in [
+            EventKind::Registered,
+            EventKind::Refreshed,
+            EventKind::Unregistered,
+            EventKind::Expired,
+            EventKind::AuthFailed,
+            EventKind::Rejected,
+            EventKind::Offline,
+            EventKind::Online,
+        ] {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert_eq!(EventKind::Offline.as_str(), "offline");
+        assert_eq!(EventKind::Online.as_str(), "online");
+    }
+
+    #[test]
+    fn a_binding_stored_without_reachability_facts_loads_as_reachable() {
+        let json = serde_json::json!({
+            "account_id": "a", "device_id": "d", "key": "c:sip:x@192.0.2.1", "aor": "x@acme.test",
+            "contact": "sip:x@192.0.2.1", "contact_params": "", "instance": null, "reg_id": null,
+            "q_milli": null, "expires_at_ms": 1, "registered_at_ms": 0, "updated_ms": 0,
+            "call_id": "c", "cseq": 1, "user_agent": null, "transport": "udp",
+            "received": "192.0.2.1:5060", "local": "192.0.2.2:5060", "connection_id": null,
+            "path": ""
+        });
+        let binding: Binding = serde_json::from_value(json).expect("old shape loads");
+        assert!(binding.reachable);
+        assert_eq!(binding.keepalive_failures, 0);
+        assert_eq!(binding.last_keepalive_ms, None);
+        assert_eq!(binding.keepalive_rtt_ms, None);
+    }
+
+    #[test]
     fn device_debug_hides_password() {
         let sip = DeviceSip {
             password: Some("hunter22".into()),
@@ -398,6 +461,10 @@ mod tests {
             local: "127.0.0.1:5060".parse().expect("literal"),
             connection_id: None,
             path: String::new(),
+            last_keepalive_ms: None,
+            keepalive_rtt_ms: None,
+            keepalive_failures: 0,
+            reachable: true,
         };
         assert_eq!(binding.remaining_secs(10_000), 1);
         assert_eq!(binding.remaining_secs(0), 11);

@@ -570,8 +570,21 @@ impl Registrar {
                 local: origin.local,
                 connection_id: origin.connection_id,
                 path: path.clone(),
+                // A REGISTER is proof of life: the refreshed binding is reachable again; the
+                // last keepalive measurement is kept.
+                last_keepalive_ms: existing.and_then(|i| next[i].last_keepalive_ms),
+                keepalive_rtt_ms: existing.and_then(|i| next[i].keepalive_rtt_ms),
+                keepalive_failures: 0,
+                reachable: true,
             };
             let kind = if let Some(index) = existing {
+                if !next[index].reachable {
+                    changes.push(Change::AppendEvent(event(
+                        EventKind::Online,
+                        &binding,
+                        Some("re-registered"),
+                    )));
+                }
                 next[index] = binding.clone();
                 EventKind::Refreshed
             } else {

@@ -1,5 +1,6 @@
 //! Requests this server originates: NOTIFY to a registered device (Kazoo's `check-sync` and
-//! the devices `notify` API), as RFC 3261 §17.1.2 non-INVITE client transactions.
+//! the devices `notify` API) and keepalive OPTIONS ([`crate::keepalive`]), as RFC 3261
+//! §17.1.2 non-INVITE client transactions.
 //!
 //! The timers are a pure state machine ([`ClientTimers`]: relative milliseconds in, the next
 //! step out) so they are tested without sleeping; [`crate::SipService::notify`] drives it with
@@ -123,13 +124,57 @@ pub fn notify_request(
     notify: &Notify,
     ids: &RequestIds,
 ) -> Vec<u8> {
+    let body = notify
+        .body
+        .as_ref()
+        .map(|(content_type, body)| (content_type.as_str(), body.as_slice()));
+    out_of_dialog_request(
+        "NOTIFY",
+        binding,
+        local,
+        ids,
+        |writer| {
+            writer
+                .header("Event", &notify.event)
+                .header("Subscription-State", "terminated");
+        },
+        body,
+    )
+}
+
+/// The keepalive OPTIONS for `binding` (RFC 3261 §11), sent from `local`: same addressing as
+/// [`notify_request`], no body.
+pub fn options_request(binding: &Binding, local: SocketAddr, ids: &RequestIds) -> Vec<u8> {
+    out_of_dialog_request(
+        "OPTIONS",
+        binding,
+        local,
+        ids,
+        |writer| {
+            writer.header("Accept", "application/sdp");
+        },
+        None,
+    )
+}
+
+/// A request of ours outside any dialog to `binding`'s Contact URI: Via (with our concrete
+/// `local` address and `rport`), Max-Forwards, From `<sip:registrar@REALM>`, To `<sip:AOR>`,
+/// Call-ID, `CSeq: 1 METHOD`, then `extra` headers, Contact, User-Agent, and the body.
+pub fn out_of_dialog_request(
+    method: &str,
+    binding: &Binding,
+    local: SocketAddr,
+    ids: &RequestIds,
+    extra: impl FnOnce(&mut RequestWriter<'_>),
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
     let realm = binding
         .aor
         .split_once('@')
         .map_or(binding.aor.as_str(), |(_, realm)| realm);
     let transport = binding.transport.via_token();
     let mut out = Vec::with_capacity(512);
-    let mut writer = RequestWriter::new(&mut out, "NOTIFY", &binding.contact);
+    let mut writer = RequestWriter::new(&mut out, method, &binding.contact);
     writer
         .header_fmt(
             "Via",
@@ -142,9 +187,9 @@ pub fn notify_request(
         )
         .header_fmt("To", format_args!("<sip:{}>", binding.aor))
         .header("Call-ID", &ids.call_id)
-        .header("CSeq", "1 NOTIFY")
-        .header("Event", &notify.event)
-        .header("Subscription-State", "terminated")
+        .header_fmt("CSeq", format_args!("1 {method}"));
+    extra(&mut writer);
+    writer
         .header_fmt(
             "Contact",
             format_args!(
@@ -153,7 +198,7 @@ pub fn notify_request(
             ),
         )
         .header("User-Agent", "switchboard");
-    match &notify.body {
+    match body {
         Some((content_type, body)) => writer.finish_with_body(content_type, body),
         None => writer.finish(),
     }
@@ -306,6 +351,10 @@ mod tests {
             local: "0.0.0.0:5060".parse().expect("addr"),
             connection_id: None,
             path: String::new(),
+            last_keepalive_ms: None,
+            keepalive_rtt_ms: None,
+            keepalive_failures: 0,
+            reachable: true,
         }
     }
 
@@ -343,6 +392,29 @@ Content-Length: 0\r\n\r\n"
         let message = switchboard_sip::parse(&bytes).expect("parses");
         assert_eq!(message.top_via().expect("via").transport, "TCP");
         assert!(bytes.ends_with(b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn the_keepalive_options_has_no_dialog_and_no_body() {
+        let ids = RequestIds {
+            branch: "z9hG4bKsb2".into(),
+            from_tag: "t2".into(),
+            call_id: "c2".into(),
+        };
+        let local = "192.0.2.1:5060".parse().expect("addr");
+        let bytes = options_request(&binding(Transport::Udp), local, &ids);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert_eq!(
+            text,
+            "OPTIONS sip:alice@192.0.2.7:5062;transport=udp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKsb2;rport\r\nMax-Forwards: 70\r\n\
+From: <sip:registrar@acme.test>;tag=t2\r\nTo: <sip:alice@acme.test>\r\nCall-ID: c2\r\n\
+CSeq: 1 OPTIONS\r\nAccept: application/sdp\r\n\
+Contact: <sip:registrar@192.0.2.1:5060;transport=udp>\r\nUser-Agent: switchboard\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        let message = switchboard_sip::parse(&bytes).expect("parses");
+        assert!(switchboard_sip::validate_request(&message, &[]).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The tokio runtime around the sans-IO registrar: SIP listeners (UDP, TCP), the transaction
 //! layer, the in-memory directory cache and binding table, and the timers (binding expiry,
-//! directory refresh, transaction cleanup).
+//! directory refresh, transaction cleanup, keepalive OPTIONS).
 //!
 //! What it owns: sockets, tasks and the clock. What it does not: SIP syntax
 //! (`switchboard-sip`), REGISTER rules and digest (`switchboard-registrar`), persistence
@@ -10,6 +10,7 @@
 pub mod client;
 pub mod clock;
 pub mod directory;
+pub mod keepalive;
 pub mod location;
 pub mod service;
 pub mod tracker;
@@ -31,6 +32,7 @@ use tracing::{info, warn};
 
 pub use client::{Notify, NotifyOutcome};
 pub use directory::DirectoryCache;
+pub use keepalive::KeepaliveConfig;
 pub use location::BindingTable;
 pub use service::{LocalNames, SipService, Stats};
 pub use tracker::Tracker;
@@ -85,6 +87,8 @@ pub struct ServerConfig {
     pub transaction_linger_ms: i64,
     /// Timer F for requests we originate (NOTIFY): how long to wait for a final response.
     pub notify_timeout_ms: u64,
+    /// The keepalive pinger (OPTIONS to every binding); `interval` zero turns it off.
+    pub keepalive: KeepaliveConfig,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             directory_refresh: Duration::from_secs(2),
             transaction_linger_ms: 32_000,
             notify_timeout_ms: client::TIMER_F_MS,
+            keepalive: KeepaliveConfig::default(),
         }
     }
 }
@@ -261,6 +266,11 @@ impl Server {
             bindings.clone(),
             store.clone(),
             config.sweep_interval,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(keepalive::keepalive_loop(
+            service.clone(),
+            config.keepalive,
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(refresh_loop(

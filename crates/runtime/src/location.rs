@@ -98,6 +98,29 @@ impl BindingTable {
         found
     }
 
+    /// Copies of one binding, if the device still has it.
+    pub fn find(&self, device_id: &str, key: &str) -> Option<Binding> {
+        self.with_device(device_id, |bindings| {
+            bindings.iter().find(|binding| binding.key == key).cloned()
+        })
+    }
+
+    /// `(device id, key)` of every binding, one shard locked at a time (the keepalive plan).
+    pub fn keys(&self) -> Vec<(String, String)> {
+        let mut keys = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for (device_id, bindings) in shard.iter() {
+                keys.extend(
+                    bindings
+                        .iter()
+                        .map(|binding| (device_id.clone(), binding.key.clone())),
+                );
+            }
+        }
+        keys
+    }
+
     /// Replaces the whole table (at start).
     pub fn load(&self, bindings: Vec<Binding>) {
         for binding in bindings {

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::client::{
     ClientTimers, ClientTransactions, Notify, NotifyOutcome, RequestIds, Step, notify_request,
+    options_request,
 };
 use crate::clock::now_ms;
 use crate::directory::{CachedDevice, DirectoryCache};
@@ -45,6 +46,9 @@ pub struct Stats {
     pub requests_retransmitted: AtomicU64,
     pub requests_timed_out: AtomicU64,
     pub storage_errors: AtomicU64,
+    /// Keepalive OPTIONS sent, and those that got no final response (or had no route).
+    pub keepalives_sent: AtomicU64,
+    pub keepalives_failed: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -147,6 +151,37 @@ impl SipService {
         &self.outbound
     }
 
+    /// The binding table this service registers into.
+    pub fn bindings(&self) -> &Arc<BindingTable> {
+        &self.bindings
+    }
+
+    /// The store its changes and events are committed to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Connection `connection_id` closed: the bindings of `devices` that lived on it become
+    /// unreachable at once, each with an `offline` event (committed before this returns).
+    pub async fn connection_closed(&self, connection_id: u64, devices: &[String]) {
+        if devices.is_empty() {
+            return;
+        }
+        let commits = crate::keepalive::mark_connection_closed(
+            &self.bindings,
+            self.store.as_ref(),
+            connection_id,
+            devices,
+            now_ms(),
+        );
+        for commit in commits {
+            if let Err(error) = commit.await {
+                bump(&self.stats.storage_errors);
+                warn!(%error, "recording offline bindings failed");
+            }
+        }
+    }
+
     /// Client transactions still waiting for a final response.
     pub fn client_transactions(&self) -> &ClientTransactions {
         &self.client
@@ -156,6 +191,32 @@ impl SipService {
     /// from the socket that received the REGISTER to its source address, for NAT) as a
     /// non-INVITE client transaction, and waits for the final response or Timer F.
     pub async fn notify(&self, binding: &Binding, notify: &Notify) -> NotifyOutcome {
+        let (outcome, _) = self
+            .client_transaction(binding, self.client_timeout_ms, |local, ids| {
+                notify_request(binding, local, notify, ids)
+            })
+            .await;
+        outcome
+    }
+
+    /// A keepalive OPTIONS to one binding, like [`SipService::notify`] but with its own
+    /// (shorter) Timer F; the outcome and the round-trip time from the first transmission to
+    /// the final response.
+    pub async fn options(&self, binding: &Binding, timeout_ms: u64) -> (NotifyOutcome, Duration) {
+        self.client_transaction(binding, timeout_ms, |local, ids| {
+            options_request(binding, local, ids)
+        })
+        .await
+    }
+
+    /// Runs one non-INVITE client transaction to `binding`: `build` writes the request for
+    /// our concrete local address and fresh identifiers.
+    async fn client_transaction(
+        &self,
+        binding: &Binding,
+        timeout_ms: u64,
+        build: impl FnOnce(SocketAddr, &RequestIds) -> Vec<u8>,
+    ) -> (NotifyOutcome, Duration) {
         let reliable = binding.transport.is_stream();
         let local = if reliable {
             match binding.connection_id {
@@ -166,7 +227,7 @@ impl SipService {
             self.outbound.udp_local_addr(binding.local)
         };
         let Some(mut local) = local else {
-            return NotifyOutcome::NoRoute;
+            return (NotifyOutcome::NoRoute, Duration::ZERO);
         };
         if local.ip().is_unspecified()
             && let Some(ip) = route_ip(binding.received)
@@ -174,12 +235,12 @@ impl SipService {
             local.set_ip(ip);
         }
         let ids = RequestIds::random();
-        let bytes = notify_request(binding, local, notify, &ids);
+        let bytes = build(local, &ids);
         let mut pending = self.client.begin(&ids.branch);
-        let mut timers = ClientTimers::new(reliable, self.client_timeout_ms);
+        let mut timers = ClientTimers::new(reliable, timeout_ms);
         let start = tokio::time::Instant::now();
         if self.send_to_binding(binding, &bytes).await == Err(SendError::NoRoute) {
-            return NotifyOutcome::NoRoute;
+            return (NotifyOutcome::NoRoute, Duration::ZERO);
         }
         bump(&self.stats.requests_sent);
         let elapsed = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -187,7 +248,7 @@ impl SipService {
             match timers.poll(elapsed()) {
                 Step::TimedOut => {
                     bump(&self.stats.requests_timed_out);
-                    return NotifyOutcome::TimedOut;
+                    return (NotifyOutcome::TimedOut, start.elapsed());
                 }
                 Step::Retransmit => {
                     bump(&self.stats.requests_retransmitted);
@@ -199,8 +260,8 @@ impl SipService {
                     tokio::select! {
                         status = pending.responses.recv() => match status {
                             Some(code) if code < 200 => timers.on_provisional(elapsed()),
-                            Some(code) => return NotifyOutcome::Answered(code),
-                            None => return NotifyOutcome::TimedOut,
+                            Some(code) => return (NotifyOutcome::Answered(code), start.elapsed()),
+                            None => return (NotifyOutcome::TimedOut, start.elapsed()),
                         },
                         _ = tokio::time::sleep_until(wake) => {}
                     }
@@ -468,6 +529,11 @@ impl SipService {
             };
             Ok::<_, Refusal>((response, commit))
         });
+        if outcome.is_ok()
+            && let Some(connection_id) = origin.connection_id
+        {
+            self.outbound.note_device(connection_id, &device.id);
+        }
         match outcome {
             Err(refusal) => {
                 bump(&self.stats.refused);

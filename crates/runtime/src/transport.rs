@@ -1,9 +1,11 @@
 //! UDP and TCP listeners. A datagram or a framed stream message is handed to the service on a
 //! task of its own, so a REGISTER waiting for its commit never holds up the next one.
 //!
-//! [`Outbound`] is how the server reaches a device on its own initiative (NOTIFY): the UDP
-//! sockets by local address, and the live TCP connections by id (each connection registers
-//! its writer channel while it is open).
+//! [`Outbound`] is how the server reaches a device on its own initiative (NOTIFY, keepalive
+//! OPTIONS): the UDP sockets by local address, and the live TCP connections by id (each
+//! connection registers its writer channel while it is open, and the devices that registered
+//! over it, so its close marks their bindings offline at once). A CRLFCRLF ping on a stream
+//! is answered with CRLF (RFC 5626 §4.4.1).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,8 +32,16 @@ const MAX_MESSAGE: usize = switchboard_sip::MAX_MESSAGE_SIZE;
 #[derive(Debug, Default)]
 pub struct Outbound {
     udp: Mutex<Vec<Arc<UdpSocket>>>,
-    /// Weak senders: an entry never keeps a closed connection's writer alive.
-    connections: Mutex<HashMap<u64, mpsc::WeakSender<Vec<u8>>>>,
+    connections: Mutex<HashMap<u64, Flow>>,
+}
+
+/// One open connection: its writer and the devices that registered over it (so its close can
+/// mark exactly their bindings offline, without scanning the binding table).
+#[derive(Debug)]
+struct Flow {
+    /// Weak: an entry never keeps a closed connection's writer alive.
+    sender: mpsc::WeakSender<Vec<u8>>,
+    devices: Vec<String>,
 }
 
 /// Why a message could not be handed to the transport.
@@ -79,14 +89,34 @@ impl Outbound {
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, sender.downgrade());
+            .insert(
+                id,
+                Flow {
+                    sender: sender.downgrade(),
+                    devices: Vec::new(),
+                },
+            );
     }
 
-    fn close_connection(&self, id: u64) {
+    /// Forgets connection `id`; returns the devices that registered over it.
+    fn close_connection(&self, id: u64) -> Vec<String> {
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+            .remove(&id)
+            .map(|flow| flow.devices)
+            .unwrap_or_default()
+    }
+
+    /// Notes that `device_id` has a binding on connection `id` (no-op once it closed: the
+    /// keepalive then finds no route and marks the binding offline).
+    pub fn note_device(&self, id: u64, device_id: &str) {
+        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flow) = connections.get_mut(&id)
+            && !flow.devices.iter().any(|known| known == device_id)
+        {
+            flow.devices.push(device_id.to_owned());
+        }
     }
 
     /// Whether connection `id` is open.
@@ -99,7 +129,7 @@ impl Outbound {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .and_then(mpsc::WeakSender::upgrade)
+            .and_then(|flow| flow.sender.upgrade())
     }
 
     /// Sends a datagram from our socket at `local` to `destination`.
@@ -288,7 +318,9 @@ async fn serve_connection(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    service.outbound().close_connection(connection_id);
+    let devices = service.outbound().close_connection(connection_id);
     drop(to_peer);
     let _ = writer_task.await;
+    // Bindings that lived on this connection are unreachable now (RFC 5626 flow failure).
+    service.connection_closed(connection_id, &devices).await;
 }

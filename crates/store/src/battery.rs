@@ -173,6 +173,10 @@ pub fn binding(account_id: &str, device_id: &str, key: &str, expires_at_ms: Unix
         local,
         connection_id: Some(u64::MAX - 7),
         path: "<sip:edge1.example;lr>,<sip:edge2.example;lr>".to_owned(),
+        last_keepalive_ms: None,
+        keepalive_rtt_ms: None,
+        keepalive_failures: 0,
+        reachable: true,
     }
 }
 

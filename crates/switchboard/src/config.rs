@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchboard_registrar::{Algorithm, ChallengeStyle, RegistrarConfig};
-use switchboard_runtime::{Listen, ServerConfig};
+use switchboard_runtime::{KeepaliveConfig, Listen, ServerConfig};
 use switchboard_store::Synchronous;
 
 /// The file's shape. Every field is optional: absent means "the default".
@@ -60,6 +60,12 @@ pub struct RegistrarSection {
     pub allow_legacy_digest: Option<bool>,
     /// How long a NOTIFY to a device waits for its final response (RFC 3261 Timer F).
     pub notify_timeout_ms: Option<u64>,
+    /// Seconds between two keepalive OPTIONS to a binding (default 30; 0 = off).
+    pub keepalive_interval: Option<u64>,
+    /// Keepalives missed in a row before a binding is `offline` (default 3).
+    pub keepalive_failures: Option<u32>,
+    /// How long a keepalive OPTIONS waits for its final response (default 5000).
+    pub keepalive_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -120,6 +126,21 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "SWITCHBOARD_REGISTRAR_NOTIFY_TIMEOUT_MS",
         "registrar.notify_timeout_ms",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL",
+        "registrar.keepalive_interval",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_KEEPALIVE_FAILURES",
+        "registrar.keepalive_failures",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_KEEPALIVE_TIMEOUT_MS",
+        "registrar.keepalive_timeout_ms",
         Kind::Integer,
     ),
     (
@@ -309,6 +330,7 @@ impl Settings {
                 .registrar
                 .notify_timeout_ms
                 .unwrap_or(switchboard_runtime::client::TIMER_F_MS),
+            keepalive: keepalive_config(&file.registrar)?,
             ..ServerConfig::default()
         };
         if !(100..=600_000).contains(&server.notify_timeout_ms) {
@@ -354,6 +376,30 @@ fn api_throttle(
         refill_per_second: per_second,
         login_cost: section.login_cost.map_or(defaults.login_cost, f64::from),
     }))
+}
+
+fn keepalive_config(section: &RegistrarSection) -> anyhow::Result<KeepaliveConfig> {
+    let defaults = KeepaliveConfig::default();
+    let interval = section
+        .keepalive_interval
+        .map_or(defaults.interval, Duration::from_secs);
+    if interval > Duration::from_secs(86_400) {
+        bail!("registrar.keepalive_interval must be at most 86400 seconds (0 turns it off)");
+    }
+    let failures = section.keepalive_failures.unwrap_or(defaults.failures);
+    if !(1..=100).contains(&failures) {
+        bail!("registrar.keepalive_failures must lie between 1 and 100");
+    }
+    let timeout_ms = section.keepalive_timeout_ms.unwrap_or(defaults.timeout_ms);
+    if !(100..=600_000).contains(&timeout_ms) {
+        bail!("registrar.keepalive_timeout_ms must lie between 100 and 600000");
+    }
+    Ok(KeepaliveConfig {
+        interval,
+        failures,
+        timeout_ms,
+        ..defaults
+    })
 }
 
 fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfig> {
@@ -434,6 +480,9 @@ mod tests {
         assert_eq!(settings.server.registrar.max_expires, 3600);
         assert_eq!(settings.server.registrar.max_contacts, 1);
         assert_eq!(settings.synchronous, Synchronous::Full);
+        assert_eq!(settings.server.keepalive.interval, Duration::from_secs(30));
+        assert_eq!(settings.server.keepalive.failures, 3);
+        assert_eq!(settings.server.keepalive.timeout_ms, 5_000);
         assert_eq!(
             settings.api_throttle,
             Some(switchboard_api::throttle::ThrottleConfig::default())
@@ -446,6 +495,25 @@ mod tests {
         let file = load(Some(&path), &[]).expect("example config parses");
         let settings = Settings::resolve(file, Overrides::default()).expect("example resolves");
         assert_eq!(settings.server.registrar.challenge, ChallengeStyle::Www);
+        assert_eq!(settings.server.keepalive, KeepaliveConfig::default());
+    }
+
+    #[test]
+    fn keepalive_settings_come_from_env_and_zero_turns_it_off() {
+        let resolve = |pairs: &[(&str, &str)]| {
+            let file = load(None, &env(pairs)).expect("loads");
+            Settings::resolve(file, Overrides::default()).expect("resolves")
+        };
+        let settings = resolve(&[
+            ("SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL", "1"),
+            ("SWITCHBOARD_REGISTRAR_KEEPALIVE_FAILURES", "2"),
+            ("SWITCHBOARD_REGISTRAR_KEEPALIVE_TIMEOUT_MS", "400"),
+        ]);
+        assert_eq!(settings.server.keepalive.interval, Duration::from_secs(1));
+        assert_eq!(settings.server.keepalive.failures, 2);
+        assert_eq!(settings.server.keepalive.timeout_ms, 400);
+        let off = resolve(&[("SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL", "0")]);
+        assert!(off.server.keepalive.interval.is_zero());
     }
 
     #[test]
@@ -504,5 +572,13 @@ mod tests {
         assert!(bad(&[("SWITCHBOARD_SIP_LISTEN", "sctp:1.2.3.4:5060")]).contains("sctp"));
         assert!(bad(&[("SWITCHBOARD_REGISTRAR_ALGORITHMS", "SHA-1")]).contains("SHA-1"));
         assert!(bad(&[("SWITCHBOARD_REGISTRAR_MIN_EXPIRES", "4000")]).contains("max_expires"));
+        assert!(
+            bad(&[("SWITCHBOARD_REGISTRAR_KEEPALIVE_FAILURES", "0")])
+                .contains("keepalive_failures")
+        );
+        assert!(
+            bad(&[("SWITCHBOARD_REGISTRAR_KEEPALIVE_TIMEOUT_MS", "5")])
+                .contains("keepalive_timeout_ms")
+        );
     }
 }

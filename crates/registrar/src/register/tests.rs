@@ -536,6 +536,46 @@ fn refresh_unregister_and_retransmission() {
 }
 
 #[test]
+fn refreshing_an_offline_binding_brings_it_online() {
+    let registrar = registrar(RegistrarConfig::default());
+    let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
+    assert!(first.bindings[0].reachable);
+    let mut offline = first.bindings.clone();
+    offline[0].reachable = false;
+    offline[0].keepalive_failures = 3;
+    offline[0].last_keepalive_ms = Some(NOW + 10);
+    offline[0].keepalive_rtt_ms = Some(42);
+    let mut refresh = Request::new();
+    refresh.cseq = 2;
+    let refreshed = apply(&registrar, &refresh, &device(), &offline, NOW + 1000).expect("refresh");
+    assert_eq!(
+        events(&refreshed.changes),
+        vec![EventKind::Online, EventKind::Refreshed]
+    );
+    let binding = &refreshed.bindings[0];
+    assert!(binding.reachable);
+    assert_eq!(binding.keepalive_failures, 0);
+    assert_eq!(
+        binding.keepalive_rtt_ms,
+        Some(42),
+        "the last measurement is kept"
+    );
+
+    // A reachable binding's refresh is just a refresh.
+    let mut again = Request::new();
+    again.cseq = 3;
+    let plain = apply(
+        &registrar,
+        &again,
+        &device(),
+        &refreshed.bindings,
+        NOW + 2000,
+    )
+    .expect("refresh");
+    assert_eq!(events(&plain.changes), vec![EventKind::Refreshed]);
+}
+
+#[test]
 fn star_removes_everything_and_needs_expires_zero() {
     let registrar = registrar(RegistrarConfig {
         max_contacts: 3,

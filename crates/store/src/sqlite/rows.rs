@@ -380,6 +380,12 @@ pub(crate) fn binding(row: &Row<'_>) -> rusqlite::Result<Binding> {
         local: address(row, 17, "local")?,
         connection_id: connection_id.map(connection_id_from_sql),
         path: row.get(19)?,
+        // Reachability is node-local and kept in memory only: a loaded binding is reachable
+        // until its keepalives say otherwise.
+        last_keepalive_ms: None,
+        keepalive_rtt_ms: None,
+        keepalive_failures: 0,
+        reachable: true,
     })
 }
 
