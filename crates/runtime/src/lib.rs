@@ -418,12 +418,28 @@ fn expired_event(binding: &Binding, now: i64) -> Event {
 }
 
 /// Picks up accounts and devices written by other processes (the CLI) or other nodes.
+/// How far back a writer's clock or commit order may lag ours.
+const REFRESH_LOOKBACK_MS: i64 = 5_000;
+
+/// Where a directory refresh starts reading, given the newest modification seen: a few
+/// seconds back while that modification is recent (a write stamped earlier may still be
+/// committing), and only newer ones after that. Without the second half, a bulk import was
+/// re-read every two seconds forever.
+fn refresh_from(newest_seen_ms: i64, now_ms: i64) -> i64 {
+    if now_ms - newest_seen_ms <= 2 * REFRESH_LOOKBACK_MS {
+        newest_seen_ms - REFRESH_LOOKBACK_MS
+    } else {
+        newest_seen_ms + 1
+    }
+}
+
 async fn refresh_loop(
     directory: Arc<DirectoryCache>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut since = clock::now_ms() - 60_000;
+    // Everything up to now was loaded at start; later writes (with the look-back) are new.
+    let mut since = clock::now_ms();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -432,8 +448,7 @@ async fn refresh_loop(
             _ = shutdown.changed() => break,
         }
         let directory = directory.clone();
-        // Look back a little: a writer's clock and commit order may lag ours.
-        let from = since - 5_000;
+        let from = refresh_from(since, clock::now_ms());
         match tokio::task::spawn_blocking(move || directory.refresh(from)).await {
             Ok(Ok(newest)) => since = since.max(newest),
             Ok(Err(error)) => warn!(%error, "directory refresh failed"),
@@ -445,6 +460,13 @@ async fn refresh_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refreshes_look_back_only_while_the_last_write_is_recent() {
+        assert_eq!(refresh_from(100_000, 101_000), 95_000);
+        assert_eq!(refresh_from(100_000, 110_000), 95_000);
+        assert_eq!(refresh_from(100_000, 110_001), 100_001);
+    }
 
     #[test]
     fn listen_specs() {
