@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use switchboard_model::{Account, new_id};
 use switchboard_store::StoreError;
 
-use crate::auth::caller;
+use crate::auth::{authorize, scope};
 use crate::devices::{gregorian, merge_patch};
 use crate::envelope::Reply;
 use crate::openapi;
@@ -108,7 +108,7 @@ pub(crate) async fn fetch(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::ACCOUNTS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let stored = stored_document(&state, &account.id).await?;
     Ok(Reply::ok(document(&account, &stored)).token(Some(caller.token)))
@@ -132,7 +132,7 @@ pub(crate) async fn create(
     Path(parent_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::ACCOUNTS_WRITE).await?;
     let parent = caller.reach(&state, &parent_id).await?;
     let data = request.data()?;
     let (name, realm) = name_and_realm(&data)?;
@@ -195,7 +195,7 @@ pub(crate) async fn replace(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::ACCOUNTS_WRITE).await?;
     let mut account = caller.reach(&state, &account_id).await?;
     let data = request.data()?;
     let (name, realm) = name_and_realm(&data)?;
@@ -225,7 +225,7 @@ pub(crate) async fn patch(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::ACCOUNTS_WRITE).await?;
     let mut account = caller.reach(&state, &account_id).await?;
     let stored = stored_document(&state, &account.id).await?;
     let Value::Object(mut merged) = document(&account, &stored) else {
@@ -262,7 +262,7 @@ pub(crate) async fn remove(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::ACCOUNTS_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     if account.id == caller.account_id {
         return Err(ApiError::Forbidden);
@@ -313,7 +313,7 @@ pub(crate) async fn api_key(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::ACCOUNTS_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let key = state
         .blocking(move |store| match store.account_api_key(&account.id)? {

@@ -22,8 +22,55 @@ pub(crate) struct Caller {
     pub token: String,
 }
 
+/// What a request may do. Tokens from `api_auth` (the account's own key) and `user_auth` hold
+/// every scope; a scoped API key (`Authorization: Bearer <key>`) holds only those it was created
+/// with, and a request needing another one gets 403 naming it.
+pub(crate) mod scope {
+    pub const ACCOUNTS_READ: &str = "accounts:read";
+    pub const ACCOUNTS_WRITE: &str = "accounts:write";
+    pub const USERS_READ: &str = "users:read";
+    pub const USERS_WRITE: &str = "users:write";
+    pub const DEVICES_READ: &str = "devices:read";
+    pub const DEVICES_WRITE: &str = "devices:write";
+    pub const REGISTRATIONS_READ: &str = "registrations:read";
+    pub const REGISTRATIONS_WRITE: &str = "registrations:write";
+    pub const WEBHOOKS_READ: &str = "webhooks:read";
+    pub const WEBHOOKS_WRITE: &str = "webhooks:write";
+    pub const EVENTS_READ: &str = "events:read";
+    pub const PHONES_READ: &str = "pbx:phones:read";
+    pub const API_KEYS_WRITE: &str = "api_keys:write";
+
+    /// Every scope, in the order the documentation lists them.
+    pub const ALL: &[&str] = &[
+        ACCOUNTS_READ,
+        ACCOUNTS_WRITE,
+        USERS_READ,
+        USERS_WRITE,
+        DEVICES_READ,
+        DEVICES_WRITE,
+        REGISTRATIONS_READ,
+        REGISTRATIONS_WRITE,
+        WEBHOOKS_READ,
+        WEBHOOKS_WRITE,
+        EVENTS_READ,
+        PHONES_READ,
+        API_KEYS_WRITE,
+    ];
+}
+
 pub(crate) fn now_secs() -> u64 {
     u64::try_from(crate::now_ms() / 1000).unwrap_or_default()
+}
+
+/// The request's credentials, verified and holding `scope`: 401 `invalid_credentials` without
+/// valid credentials, 403 naming the scope when they lack it.
+pub(crate) async fn authorize(
+    state: &ApiState,
+    request: &ApiRequest,
+    scope: &'static str,
+) -> Result<Caller, ApiError> {
+    debug_assert!(scope::ALL.contains(&scope));
+    caller(state, request)
 }
 
 /// The request's token, verified; 401 `invalid_credentials` otherwise.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use switchboard_model::{Account, Device, DeviceSip, SipAuthMethod, new_id};
 
-use crate::auth::{Caller, caller};
+use crate::auth::{Caller, authorize, scope};
 use crate::envelope::{Page, Reply};
 use crate::filters::Filters;
 use crate::openapi;
@@ -233,7 +233,7 @@ pub(crate) async fn list(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::DEVICES_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let filters = Filters::from_request(&request)?;
     if request.param("paginate").as_deref() == Some("false") {
@@ -327,7 +327,7 @@ pub(crate) async fn create(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::DEVICES_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let mut document = public(request.data()?);
     validation::device(&mut document)?;
@@ -358,7 +358,7 @@ pub(crate) async fn fetch(
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::DEVICES_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let device = load(&state, &account, &device_id).await?;
     Ok(reply_document(&device, caller))
@@ -373,7 +373,7 @@ async fn update(
     request: ApiRequest,
     build: fn(Document, Document) -> Document,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::DEVICES_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let _guard = state.lock_device(&device_id).await;
     let old = load(&state, &account, &device_id).await?;
@@ -467,7 +467,7 @@ pub(crate) async fn remove(
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::DEVICES_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let _guard = state.lock_device(&device_id).await;
     let device = load(&state, &account, &device_id).await?;

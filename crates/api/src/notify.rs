@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 use switchboard_schema::Schemas;
 
-use crate::auth::caller;
+use crate::auth::{authorize, scope};
 use crate::envelope::Reply;
 use crate::openapi;
 use crate::request::ApiRequest;
@@ -110,7 +110,7 @@ async fn send(
     notify: NotifyRequest,
     sent: &'static str,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(state, request)?;
+    let caller = authorize(state, request, scope::REGISTRATIONS_WRITE).await?;
     let account = caller.reach(state, account_id).await?;
     let id = device_id.to_owned();
     let device = state.blocking(move |store| store.device(&id)).await?;

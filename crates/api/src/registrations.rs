@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use switchboard_model::{Account, Binding, Device, EventKind};
 use switchboard_store::EventQuery;
 
-use crate::auth::caller;
+use crate::auth::{authorize, scope};
 use crate::devices::gregorian;
 use crate::envelope::Reply;
 use crate::openapi;
@@ -96,7 +96,7 @@ pub(crate) async fn list(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::REGISTRATIONS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let bindings = live_bindings(&state, &account);
     let wanted: BTreeSet<String> = bindings.iter().map(|b| b.device_id.clone()).collect();
@@ -135,7 +135,7 @@ pub(crate) async fn count(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::REGISTRATIONS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let count = live_bindings(&state, &account).len();
     Ok(Reply::ok(json!({ "count": count })).token(Some(caller.token)))
@@ -173,7 +173,7 @@ pub(crate) async fn flush_all(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::REGISTRATIONS_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let devices = state
         .sip()
@@ -203,7 +203,7 @@ pub(crate) async fn flush_username(
     Path((account_id, username)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::REGISTRATIONS_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let (id, name) = (account.id.clone(), username.clone());
     let device = state
@@ -232,7 +232,7 @@ pub(crate) async fn status(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::REGISTRATIONS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let registered: BTreeSet<String> = live_bindings(&state, &account)
         .into_iter()
@@ -263,7 +263,7 @@ pub(crate) async fn device_status(
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::REGISTRATIONS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let id = device_id.clone();
     let owner = account.id.clone();

@@ -15,7 +15,7 @@ use sha2::Digest;
 use switchboard_model::{Account, Device, User, new_id};
 use switchboard_store::StoreError;
 
-use crate::auth::{Caller, caller};
+use crate::auth::{Caller, authorize, scope};
 use crate::devices::{digest, merge_patch};
 use crate::envelope::{Page, Reply};
 use crate::openapi;
@@ -257,7 +257,7 @@ pub(crate) async fn list(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::USERS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let users = state
         .blocking(move |store| store.users(&account.id))
@@ -321,7 +321,7 @@ pub(crate) async fn create(
     Path(account_id): Path<String>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::USERS_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let user = build_user(public(request.data()?), &new_id(), &account.id, None)?;
     store_user(&state, user.clone(), false).await?;
@@ -347,7 +347,7 @@ pub(crate) async fn fetch(
     Path((account_id, user_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::USERS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let user = load(&state, &account, &user_id).await?;
     Ok(reply_document(&user, caller))
@@ -362,7 +362,7 @@ async fn update(
     request: ApiRequest,
     build: fn(Document, Document) -> Document,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::USERS_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let _guard = state.lock_device(&user_id).await;
     let old = load(&state, &account, &user_id).await?;
@@ -443,7 +443,7 @@ pub(crate) async fn remove(
     Path((account_id, user_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::USERS_WRITE).await?;
     let account = caller.reach(&state, &account_id).await?;
     let _guard = state.lock_device(&user_id).await;
     let user = load(&state, &account, &user_id).await?;
@@ -505,7 +505,7 @@ pub(crate) async fn devices(
     Path((account_id, user_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let caller = caller(&state, &request)?;
+    let caller = authorize(&state, &request, scope::USERS_READ).await?;
     let account = caller.reach(&state, &account_id).await?;
     let user = load(&state, &account, &user_id).await?;
     let devices = state
