@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+mod state;
+
+pub use state::{DeviceFacts, DeviceOutcome, RegistrationState, derive_state};
+
 /// Unix time in milliseconds.
 pub type UnixMillis = i64;
 
@@ -308,6 +312,8 @@ pub enum EventKind {
     Offline,
     /// An offline binding answered a keepalive again, or the device re-registered it.
     Online,
+    /// A device was created and waits for its first registration.
+    Provisioning,
 }
 
 impl EventKind {
@@ -321,7 +327,57 @@ impl EventKind {
             EventKind::Rejected => "rejected",
             EventKind::Offline => "offline",
             EventKind::Online => "online",
+            EventKind::Provisioning => "provisioning",
         }
+    }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Registered,
+        EventKind::Refreshed,
+        EventKind::Unregistered,
+        EventKind::Expired,
+        EventKind::AuthFailed,
+        EventKind::Rejected,
+        EventKind::Offline,
+        EventKind::Online,
+        EventKind::Provisioning,
+    ];
+
+    /// The public name of the event (webhooks, live stream): `device.<kind>`.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            EventKind::Registered => "device.registered",
+            EventKind::Refreshed => "device.refreshed",
+            EventKind::Unregistered => "device.unregistered",
+            EventKind::Expired => "device.expired",
+            EventKind::AuthFailed => "device.auth_failed",
+            EventKind::Rejected => "device.rejected",
+            EventKind::Offline => "device.offline",
+            EventKind::Online => "device.online",
+            EventKind::Provisioning => "device.provisioning",
+        }
+    }
+
+    /// The registration state the event leaves its binding (or device) in.
+    pub fn implied_state(self) -> RegistrationState {
+        match self {
+            EventKind::Registered | EventKind::Refreshed | EventKind::Online => {
+                RegistrationState::Registered
+            }
+            EventKind::Unregistered => RegistrationState::Unregistered,
+            EventKind::Expired => RegistrationState::Expired,
+            EventKind::AuthFailed | EventKind::Rejected => RegistrationState::Invalid,
+            EventKind::Offline => RegistrationState::Offline,
+            EventKind::Provisioning => RegistrationState::Provisioning,
+        }
+    }
+
+    /// Whether the event is the outcome of a registration attempt or of a binding's end, the
+    /// facts a device's state falls back on once it has no live binding. Reachability
+    /// (`offline`, `online`) is not: it lives on the bindings themselves.
+    pub fn is_outcome(self) -> bool {
+        !matches!(self, EventKind::Offline | EventKind::Online)
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -334,6 +390,7 @@ impl EventKind {
             "rejected" => EventKind::Rejected,
             "offline" => EventKind::Offline,
             "online" => EventKind::Online,
+            "provisioning" => EventKind::Provisioning,
             _ => return None,
         })
     }

@@ -15,7 +15,7 @@ use switchboard_model::{
     UnixMillis, User, new_id,
 };
 
-use crate::{ApiKey, CredentialHash, EventQuery, Store, StoreError};
+use crate::{ApiKey, CredentialHash, EventQuery, StateSample, Store, StoreError};
 
 /// Runs every check that needs only one open store.
 pub fn run_all(store: &dyn Store) {
@@ -43,6 +43,8 @@ pub fn run_all(store: &dyn Store) {
     user_usernames_are_case_insensitive_and_unique_per_account(store);
     users_are_found_by_credentials(store);
     users_need_an_existing_account_and_go_with_it(store);
+    device_outcomes_follow_the_history(store);
+    state_samples_round_trip(store);
 }
 
 /// Commits through `open()`, drops the store, opens it again and finds everything.
@@ -1279,4 +1281,120 @@ pub fn account_documents_round_trip(store: &dyn Store) {
         store.set_account_document(&new_id(), &json!({})),
         Err(StoreError::NotFound)
     );
+}
+
+// ---- monitoring --------------------------------------------------------------------------
+
+pub fn device_outcomes_follow_the_history(store: &dyn Store) {
+    let (account, watched) = setup(store, "outcome");
+    let quiet = device(&account.id, "outcome-quiet");
+    let device = watched;
+    store.create_device(&quiet).expect("create quiet device");
+    assert_eq!(store.device_outcome(&device.id).expect("outcome"), None);
+    let append = |kind, at_ms| {
+        commit(
+            store,
+            vec![Change::AppendEvent(event(
+                &account.id,
+                Some(&device.id),
+                kind,
+                at_ms,
+            ))],
+        )
+    };
+    append(EventKind::Registered, 1_000);
+    // Refreshes and reachability are not outcomes: the registration stays the last one.
+    append(EventKind::Refreshed, 2_000);
+    append(EventKind::Offline, 2_500);
+    let outcome = store
+        .device_outcome(&device.id)
+        .expect("outcome")
+        .expect("recorded");
+    assert_eq!(outcome.kind, EventKind::Registered);
+    assert_eq!(outcome.at_ms, 1_000);
+    assert_eq!(outcome.last_registered_ms, Some(1_000));
+    append(EventKind::AuthFailed, 3_000);
+    let outcome = store
+        .device_outcome(&device.id)
+        .expect("outcome")
+        .expect("recorded");
+    assert_eq!(outcome.kind, EventKind::AuthFailed);
+    assert_eq!(outcome.reason.as_deref(), Some("auth_failed"));
+    assert_eq!(
+        outcome.last_registered_ms,
+        Some(1_000),
+        "the last registration time is kept"
+    );
+
+    let summaries = store.device_summaries(&account.id).expect("summaries");
+    assert_eq!(summaries.len(), 2);
+    let mut ids = vec![device.id.clone(), quiet.id.clone()];
+    ids.sort();
+    assert_eq!(
+        summaries.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        ids
+    );
+    for summary in &summaries {
+        assert_eq!(summary.account_id, account.id);
+        if summary.id == device.id {
+            assert_eq!(summary.outcome.as_ref().map(|o| o.kind), Some(EventKind::AuthFailed));
+            assert_eq!(summary.username.as_deref(), Some("outcome-user"));
+        } else {
+            assert_eq!(summary.outcome, None);
+        }
+    }
+
+    // A deleted device leaves no outcome behind, even when events about it arrive later.
+    store.delete_device(&device.id).expect("delete device");
+    append(EventKind::Unregistered, 4_000);
+    assert_eq!(store.device_outcome(&device.id).expect("outcome"), None);
+    assert!(store.last_event_id().expect("last id") > 0);
+}
+
+pub fn state_samples_round_trip(store: &dyn Store) {
+    let (account, _) = setup(store, "samples");
+    let other = account_named(store, "samples-other");
+    store
+        .record_samples(&[
+            StateSample {
+                account_id: &account.id,
+                at_ms: 1_000,
+                counts: [1, 2, 3, 4, 5, 6],
+            },
+            StateSample {
+                account_id: &account.id,
+                at_ms: 2_000,
+                counts: [2, 0, 0, 0, 0, 0],
+            },
+            StateSample {
+                account_id: &other.id,
+                at_ms: 1_500,
+                counts: [9, 9, 9, 9, 9, 9],
+            },
+        ])
+        .expect("record");
+    // The same account and time replaces.
+    store
+        .record_samples(&[StateSample {
+            account_id: &account.id,
+            at_ms: 2_000,
+            counts: [3, 0, 0, 0, 0, 0],
+        }])
+        .expect("record again");
+    let samples = store.samples(&account.id, 0, 10_000).expect("samples");
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[0].at_ms, 1_000);
+    assert_eq!(samples[0].counts, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(samples[0].total(), 21);
+    assert_eq!(samples[1].counts, [3, 0, 0, 0, 0, 0]);
+    assert_eq!(store.samples(&account.id, 1_001, 2_000).expect("window"), []);
+    assert!(store.prune_samples(1_600).expect("prune") >= 2);
+    assert_eq!(store.samples(&account.id, 0, 10_000).expect("after prune").len(), 1);
+    assert_eq!(store.samples(&other.id, 0, 10_000).expect("other").len(), 0);
+}
+
+fn account_named(store: &dyn Store, label: &str) -> Account {
+    let account = account(label);
+    store.create_account(&account).expect("create account");
+    account
 }

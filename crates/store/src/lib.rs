@@ -25,7 +25,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use sha2::{Digest, Sha256};
-use switchboard_model::{Account, Binding, Change, Device, Event, EventKind, UnixMillis, User};
+use switchboard_model::{
+    Account, Binding, Change, Device, DeviceFacts, DeviceOutcome, Event, EventKind,
+    RegistrationState, UnixMillis, User,
+};
 use tokio::sync::oneshot;
 
 pub mod battery;
@@ -113,6 +116,68 @@ impl Default for EventQuery {
             limit: 100,
             newest_first: false,
         }
+    }
+}
+
+/// What monitoring needs of a device: the columns of its document a state summary shows and
+/// its last outcome, without the document itself (a dashboard over 100,000 devices reads these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSummary {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub device_type: String,
+    pub enabled: bool,
+    pub owner_id: Option<String>,
+    pub username: Option<String>,
+    /// `sip.expire_seconds`, when the device narrows the registration expiry.
+    pub expire_seconds: Option<u32>,
+    pub created_ms: UnixMillis,
+    pub outcome: Option<DeviceOutcome>,
+}
+
+impl DeviceSummary {
+    pub fn facts(&self) -> DeviceFacts {
+        DeviceFacts {
+            enabled: self.enabled,
+            created_ms: self.created_ms,
+        }
+    }
+}
+
+/// An account's device count per registration state at one moment (analytics history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSample<'a> {
+    pub account_id: &'a str,
+    pub at_ms: UnixMillis,
+    /// Indexed by [`RegistrationState::index`].
+    pub counts: [u32; 6],
+}
+
+impl StateSample<'_> {
+    pub fn total(&self) -> u32 {
+        self.counts.iter().sum()
+    }
+
+    pub fn count(&self, state: RegistrationState) -> u32 {
+        self.counts[state.index()]
+    }
+}
+
+/// A stored [`StateSample`] (owning its account id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub at_ms: UnixMillis,
+    pub counts: [u32; 6],
+}
+
+impl Sample {
+    pub fn total(&self) -> u32 {
+        self.counts.iter().sum()
+    }
+
+    pub fn count(&self, state: RegistrationState) -> u32 {
+        self.counts[state.index()]
     }
 }
 
@@ -229,9 +294,26 @@ pub trait Location: Send + Sync {
     fn expired_bindings(&self, now_ms: UnixMillis) -> Result<Vec<Binding>>;
 }
 
-/// The event history.
+/// The event history, with what monitoring derives from it.
 pub trait History: Send + Sync {
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
+    /// The id of the newest event, 0 when the history is empty.
+    fn last_event_id(&self) -> Result<i64>;
+    /// The device's last outcome (kept in step with the history by every append).
+    fn device_outcome(&self, device_id: &str) -> Result<Option<DeviceOutcome>>;
+    /// Every device of the account with its last outcome, sorted by id.
+    fn device_summaries(&self, account_id: &str) -> Result<Vec<DeviceSummary>>;
+    /// Stores samples (replacing one with the same account and time).
+    fn record_samples(&self, samples: &[StateSample<'_>]) -> Result<()>;
+    /// The account's samples with `since_ms <= at_ms < until_ms`, oldest first.
+    fn samples(
+        &self,
+        account_id: &str,
+        since_ms: UnixMillis,
+        until_ms: UnixMillis,
+    ) -> Result<Vec<Sample>>;
+    /// Drops samples taken before `before_ms`; returns how many.
+    fn prune_samples(&self, before_ms: UnixMillis) -> Result<usize>;
 }
 
 /// A complete backend.

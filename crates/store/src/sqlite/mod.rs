@@ -15,13 +15,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior, params, params_from_iter};
-use switchboard_model::{Account, Binding, Change, Device, Event, UnixMillis, User};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+    params_from_iter,
+};
+use switchboard_model::{Account, Binding, Change, Device, DeviceOutcome, Event, UnixMillis, User};
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKey, CommitFuture, CredentialHash, Directory, EventQuery, History, Location, Result,
-    StoreError, StoreStats,
+    ApiKey, CommitFuture, CredentialHash, DeviceSummary, Directory, EventQuery, History,
+    Location, Result, Sample, StateSample, StoreError, StoreStats,
 };
 
 use rows::fold;
@@ -392,6 +395,8 @@ impl Directory for SqliteStore {
             transaction.execute("DELETE FROM bindings WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM api_keys WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM users WHERE account_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM device_state WHERE account_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM state_samples WHERE account_id = ?1", [&id])?;
             Ok(())
         })
     }
@@ -447,6 +452,7 @@ impl Directory for SqliteStore {
         self.write(move |transaction| {
             require_changed(transaction.execute("DELETE FROM devices WHERE id = ?1", [&id])?)?;
             transaction.execute("DELETE FROM bindings WHERE device_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM device_state WHERE device_id = ?1", [&id])?;
             Ok(())
         })
     }
@@ -809,6 +815,99 @@ impl History for SqliteStore {
         );
         self.read(|connection| {
             rows::collect(connection, &sql, params_from_iter(values), rows::event)
+        })
+    }
+
+    fn last_event_id(&self) -> Result<i64> {
+        self.read(|connection| {
+            connection
+                .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+                .query_row([], |row| row.get(0))
+        })
+    }
+
+    fn device_outcome(&self, device_id: &str) -> Result<Option<DeviceOutcome>> {
+        self.read(|connection| {
+            connection
+                .prepare_cached(
+                    "SELECT last_kind, last_at_ms, last_reason, last_registered_ms
+                       FROM device_state WHERE device_id = ?1",
+                )?
+                .query_row([device_id], |row| rows::outcome(row, 0))
+                .optional()
+        })
+        .map(Option::flatten)
+    }
+
+    fn device_summaries(&self, account_id: &str) -> Result<Vec<DeviceSummary>> {
+        self.read(|connection| {
+            rows::collect(
+                connection,
+                "SELECT d.id, d.account_id, d.name, d.enabled, d.device_type, d.owner_id,
+                        d.sip_username, d.sip_expire_seconds, d.created_ms,
+                        s.last_kind, s.last_at_ms, s.last_reason, s.last_registered_ms
+                   FROM devices d LEFT JOIN device_state s ON s.device_id = d.id
+                  WHERE d.account_id = ?1
+                  ORDER BY d.id",
+                [account_id],
+                rows::device_summary,
+            )
+        })
+    }
+
+    fn record_samples(&self, samples: &[StateSample<'_>]) -> Result<()> {
+        let samples: Vec<(String, i64, [u32; 6])> = samples
+            .iter()
+            .map(|sample| (sample.account_id.to_owned(), sample.at_ms, sample.counts))
+            .collect();
+        self.write(move |transaction| {
+            let mut insert = transaction.prepare_cached(
+                "INSERT OR REPLACE INTO state_samples (account_id, at_ms, total, registered,
+                     offline, expired, unregistered, invalid, provisioning)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for (account_id, at_ms, counts) in &samples {
+                let total: u32 = counts.iter().sum();
+                insert.execute(params![
+                    account_id, at_ms, total, counts[0], counts[1], counts[2], counts[3],
+                    counts[4], counts[5],
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn samples(
+        &self,
+        account_id: &str,
+        since_ms: UnixMillis,
+        until_ms: UnixMillis,
+    ) -> Result<Vec<Sample>> {
+        self.read(|connection| {
+            rows::collect(
+                connection,
+                "SELECT at_ms, registered, offline, expired, unregistered, invalid, provisioning
+                   FROM state_samples
+                  WHERE account_id = ?1 AND at_ms >= ?2 AND at_ms < ?3
+                  ORDER BY at_ms",
+                params![account_id, since_ms, until_ms],
+                |row| {
+                    let mut counts = [0_u32; 6];
+                    for (index, count) in counts.iter_mut().enumerate() {
+                        *count = row.get(index + 1)?;
+                    }
+                    Ok(Sample {
+                        at_ms: row.get(0)?,
+                        counts,
+                    })
+                },
+            )
+        })
+    }
+
+    fn prune_samples(&self, before_ms: UnixMillis) -> Result<usize> {
+        self.write(move |transaction| {
+            transaction.execute("DELETE FROM state_samples WHERE at_ms < ?1", [before_ms])
         })
     }
 }

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Params, Row, params};
 use switchboard_model::{
-    Account, Binding, Device, DeviceSip, Event, EventKind, SipAuthMethod, Transport, User,
+    Account, Binding, Device, DeviceOutcome, DeviceSip, Event, EventKind, SipAuthMethod,
+    Transport, User,
 };
 
-use crate::ApiKey;
+use crate::{ApiKey, DeviceSummary};
 
 #[derive(Debug)]
 struct Malformed(String);
@@ -153,6 +154,39 @@ pub(crate) fn device(row: &Row<'_>) -> rusqlite::Result<Device> {
         document,
         created_ms: row.get(12)?,
         modified_ms: row.get(13)?,
+    })
+}
+
+/// A [`DeviceOutcome`] from four columns starting at `first` (kind, at, reason,
+/// last registered); `None` when the kind is NULL (no outcome yet, from a LEFT JOIN).
+pub(crate) fn outcome(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<DeviceOutcome>> {
+    let kind: Option<String> = row.get(first)?;
+    let Some(kind) = kind else {
+        return Ok(None);
+    };
+    let kind = EventKind::parse(&kind)
+        .ok_or_else(|| malformed(first, format!("device_state kind {kind:?}")))?;
+    Ok(Some(DeviceOutcome {
+        kind,
+        at_ms: row.get(first + 1)?,
+        reason: row.get(first + 2)?,
+        last_registered_ms: row.get(first + 3)?,
+    }))
+}
+
+pub(crate) fn device_summary(row: &Row<'_>) -> rusqlite::Result<DeviceSummary> {
+    let expire_seconds: Option<i64> = row.get(7)?;
+    Ok(DeviceSummary {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        name: row.get(2)?,
+        enabled: row.get(3)?,
+        device_type: row.get(4)?,
+        owner_id: row.get(5)?,
+        username: row.get(6)?,
+        expire_seconds: expire_seconds.and_then(|seconds| u32::try_from(seconds).ok()),
+        created_ms: row.get(8)?,
+        outcome: outcome(row, 9)?,
     })
 }
 
@@ -413,7 +447,43 @@ pub(crate) fn append_event(connection: &Connection, event: &Event) -> rusqlite::
             event.user_agent,
             event.reason,
         ])?;
-    Ok(connection.last_insert_rowid())
+    let id = connection.last_insert_rowid();
+    record_outcome(connection, event)?;
+    Ok(id)
+}
+
+/// Keeps `device_state` (the device's last outcome) in step with the history, in the same
+/// transaction. Refreshes change nothing there (the outcome stays `registered`), so the
+/// REGISTER hot path pays for this only when a binding is created or ends.
+fn record_outcome(connection: &Connection, event: &Event) -> rusqlite::Result<()> {
+    let Some(device_id) = &event.device_id else {
+        return Ok(());
+    };
+    if !event.kind.is_outcome() || event.kind == EventKind::Refreshed {
+        return Ok(());
+    }
+    let registered = (event.kind == EventKind::Registered).then_some(event.at_ms);
+    connection
+        .prepare_cached(
+            "INSERT INTO device_state (device_id, account_id, last_kind, last_at_ms, last_reason,
+                 last_registered_ms)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)
+             ON CONFLICT (device_id) DO UPDATE SET
+                 last_kind = excluded.last_kind,
+                 last_at_ms = excluded.last_at_ms,
+                 last_reason = excluded.last_reason,
+                 last_registered_ms = COALESCE(excluded.last_registered_ms,
+                                               device_state.last_registered_ms)",
+        )?
+        .execute(params![
+            device_id,
+            event.account_id,
+            event.kind.as_str(),
+            event.at_ms,
+            event.reason,
+            registered,
+        ])?;
+    Ok(())
 }
 
 pub(crate) fn event(row: &Row<'_>) -> rusqlite::Result<Event> {

@@ -37,6 +37,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "account_documents",
         sql: include_str!("migrations/0004_account_documents.sql"),
     },
+    Migration {
+        version: 5,
+        name: "device_state",
+        sql: include_str!("migrations/0005_device_state.sql"),
+    },
 ];
 
 /// Brings the database up to the last of `migrations`, all pending ones in one transaction
