@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use switchboard_model::{Account, Device, DeviceSip, SipAuthMethod, new_id};
+use switchboard_model::{Account, Device, DeviceSip, Event, EventKind, SipAuthMethod, new_id};
 
 use crate::auth::{Caller, authorize, scope};
 use crate::envelope::{Page, Reply};
@@ -337,6 +337,21 @@ pub(crate) async fn create(
     let device = to_device(&id, &account.id, &document, now, now);
     store_device(&state, device.clone(), false).await?;
     tracing::info!(account_id = %account.id, device_id = %id, "device created");
+    state
+        .record(Event {
+            id: 0,
+            at_ms: now,
+            kind: EventKind::Provisioning,
+            account_id: account.id.clone(),
+            device_id: Some(id.clone()),
+            binding_key: None,
+            contact: None,
+            address: None,
+            transport: None,
+            user_agent: None,
+            reason: Some("created".to_owned()),
+        })
+        .await;
     Ok(Reply::created(device.document.clone())
         .document_revision(revision(&device))
         .token(Some(caller.token)))
@@ -371,6 +386,7 @@ async fn update(
     account_id: String,
     device_id: String,
     request: ApiRequest,
+    data: Document,
     build: fn(Document, Document) -> Document,
 ) -> Result<Reply, ApiError> {
     let caller = authorize(&state, &request, scope::DEVICES_WRITE).await?;
@@ -382,7 +398,7 @@ async fn update(
         Value::Object(document) => public(document.clone()),
         _ => Map::new(),
     };
-    let mut document = public(build(stored, public(request.data()?)));
+    let mut document = public(build(stored, public(data)));
     validation::device(&mut document)?;
     document.insert("id".into(), old.id.clone().into());
     let device = to_device(
@@ -421,7 +437,16 @@ pub(crate) async fn replace(
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    update(state, account_id, device_id, request, |_stored, data| data).await
+    let data = request.data()?;
+    update(
+        state,
+        account_id,
+        device_id,
+        request,
+        data,
+        |_stored, data| data,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -443,11 +468,73 @@ pub(crate) async fn patch(
     Path((account_id, device_id)): Path<(String, String)>,
     request: ApiRequest,
 ) -> Result<Reply, ApiError> {
-    update(state, account_id, device_id, request, |mut stored, data| {
-        merge_patch(&mut stored, data);
-        stored
-    })
+    let data = patch_data(&request)?;
+    update(
+        state,
+        account_id,
+        device_id,
+        request,
+        data,
+        |mut stored, data| {
+            merge_patch(&mut stored, data);
+            stored
+        },
+    )
     .await
+}
+
+/// Bounds of seed 000's `settings.registrationExpiry` (seconds).
+const REGISTRATION_EXPIRY: std::ops::RangeInclusive<u64> = 60..=86_400;
+
+/// A PATCH body as a merge patch of the document: Kazoo's `data`, where seed 000's
+/// `{"settings":{"registrationExpiry":N}}` (bare or inside `data`) means `sip.expire_seconds`.
+fn patch_data(request: &ApiRequest) -> Result<Document, ApiError> {
+    let mut data = request.data()?;
+    let settings = match data.remove("settings") {
+        Some(settings) => Some(settings),
+        None => request
+            .envelope
+            .as_ref()
+            .and_then(|envelope| envelope.get("settings"))
+            .cloned(),
+    };
+    let Some(settings) = settings else {
+        return Ok(data);
+    };
+    let Value::Object(mut settings) = settings else {
+        return Err(validation::invalid(
+            "settings",
+            "settings must be an object",
+            "settings",
+        ));
+    };
+    if let Some(expiry) = settings.remove("registrationExpiry") {
+        let seconds = expiry
+            .as_u64()
+            .filter(|seconds| REGISTRATION_EXPIRY.contains(seconds))
+            .ok_or_else(|| {
+                ApiError::Validation(json!({ "settings.registrationExpiry": { "minimum": {
+                    "message": format!(
+                        "registrationExpiry must be an integer from {} to {} seconds",
+                        REGISTRATION_EXPIRY.start(),
+                        REGISTRATION_EXPIRY.end()
+                    ),
+                    "target": REGISTRATION_EXPIRY.start(),
+                    "value": expiry,
+                } } }))
+            })?;
+        let sip = data
+            .entry("sip")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(sip) = sip {
+            sip.insert("expire_seconds".into(), seconds.into());
+        }
+    }
+    if !settings.is_empty() {
+        // Other settings are kept in the document as they were sent.
+        data.insert("settings".into(), Value::Object(settings));
+    }
+    Ok(data)
 }
 
 #[utoipa::path(

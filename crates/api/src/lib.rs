@@ -18,7 +18,9 @@ mod auth;
 mod devices;
 mod envelope;
 mod error;
+mod events;
 mod filters;
+mod monitoring;
 mod notify;
 mod openapi;
 mod registrations;
@@ -41,6 +43,7 @@ use switchboard_model::Binding;
 use switchboard_store::{Store, StoreError};
 
 pub use error::ApiError;
+pub use monitoring::{MonitoringOptions, event_payload, sample_once, spawn_sampler};
 pub use notify::{BindingNotify, NotifyRequest, NotifyResult};
 
 /// Largest request body accepted (Kazoo's limit); larger ones get a 413 in the envelope.
@@ -61,8 +64,25 @@ pub trait SipControl: Send + Sync + 'static {
         flush: bool,
     ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
+    /// Removes the device's bindings at once (recording `unregistered` events), without
+    /// asking the phone to re-register: the operator's "unregister this device".
+    fn unregister<'a>(
+        &'a self,
+        account_id: &'a str,
+        device_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        self.device_changed(account_id, device_id, true)
+    }
+
     /// The live bindings of the account's devices (the registrar's table, not the store).
     fn account_bindings(&self, account_id: &str) -> Vec<Binding>;
+
+    /// The bindings of one device of the account (the registrar's table).
+    fn device_bindings(&self, account_id: &str, device_id: &str) -> Vec<Binding> {
+        let mut bindings = self.account_bindings(account_id);
+        bindings.retain(|binding| binding.device_id == device_id);
+        bindings
+    }
 
     /// Sends a NOTIFY to every binding of the device and waits for each final response (or
     /// the SIP timeout). No bindings: an empty list. Without a registrar there are none.
@@ -111,6 +131,7 @@ struct Inner {
     device_locks: Arc<[tokio::sync::Mutex<()>]>,
     /// Per-client request budget; `None` turns it off.
     throttle: Option<Arc<throttle::Throttle>>,
+    monitoring: MonitoringOptions,
 }
 
 /// Stripes of [`Inner::device_locks`].
@@ -141,6 +162,7 @@ impl ApiState {
                 throttle: Some(Arc::new(throttle::Throttle::new(
                     throttle::ThrottleConfig::default(),
                 ))),
+                monitoring: MonitoringOptions::default(),
             }),
         }
     }
@@ -169,8 +191,22 @@ impl ApiState {
                 token_lifetime_secs: secs,
                 device_locks: inner.device_locks.clone(),
                 throttle: inner.throttle.clone(),
+                monitoring: inner.monitoring.clone(),
             }),
         }
+    }
+
+    /// What monitoring needs to know of the service (provisioning window, SIP listeners).
+    /// Call right after [`ApiState::new`].
+    pub fn with_monitoring(mut self, options: MonitoringOptions) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.monitoring = options;
+        }
+        self
+    }
+
+    pub(crate) fn monitoring(&self) -> &MonitoringOptions {
+        &self.inner.monitoring
     }
 
     pub(crate) fn sip(&self) -> &dyn SipControl {
@@ -184,6 +220,20 @@ impl ApiState {
         let stripes = &self.inner.device_locks;
         let index = usize::try_from(hash % stripes.len() as u64).unwrap_or_default();
         stripes[index].lock().await
+    }
+
+    /// Appends an event to the history (through the store's commit path). A failure is
+    /// logged, not returned: the write the event describes has happened.
+    pub(crate) async fn record(&self, event: switchboard_model::Event) {
+        let kind = event.kind;
+        if let Err(error) = self
+            .inner
+            .store
+            .commit(vec![switchboard_model::Change::AppendEvent(event)])
+            .await
+        {
+            tracing::warn!(%error, kind = kind.as_str(), "recording an event failed");
+        }
     }
 
     /// Runs a blocking store call off the async workers.
@@ -257,6 +307,46 @@ pub(crate) fn routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/accounts/{account_id}/devices/registration/status",
+            monitoring::status_list,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/registration/dashboard",
+            monitoring::dashboard,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/registration/analytics",
+            monitoring::analytics,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/{device_id}/registration",
+            monitoring::registration,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/devices/{device_id}/registration",
+            monitoring::unregister,
+        ),
+        route(
+            M::POST,
+            "/accounts/{account_id}/devices/{device_id}/registration/renew",
+            monitoring::renew,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/{device_id}/logs",
+            monitoring::logs,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/devices/{device_id}/credentials",
+            monitoring::credentials,
+        ),
+        route(
+            M::GET,
             "/accounts/{account_id}/devices/{device_id}",
             devices::fetch,
         ),
@@ -315,6 +405,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "/accounts/{account_id}/registrations/{username}",
             registrations::flush_username,
         ),
+        route(M::GET, "/accounts/{account_id}/events", events::stream),
         route(M::GET, "/accounts/{account_id}/users", users::list),
         route(M::PUT, "/accounts/{account_id}/users", users::create),
         route(

@@ -44,7 +44,7 @@ pub struct BindingNotify {
 }
 
 /// Kazoo's default `check_sync_event`, and the suffixes for `?reboot=true|false`.
-const CHECK_SYNC: &str = "check-sync";
+pub(crate) const CHECK_SYNC: &str = "check-sync";
 
 fn result_json(outcomes: &[BindingNotify]) -> Value {
     Value::Array(
@@ -69,7 +69,7 @@ fn result_json(outcomes: &[BindingNotify]) -> Value {
 
 /// The answer for a device's outcomes: any 2xx is success; else a timeout says so; else a
 /// refusal; a device with nothing reachable is not registered.
-fn conclude(
+pub(crate) fn conclude(
     device_id: &str,
     outcomes: &[BindingNotify],
     sent: &'static str,

@@ -18,7 +18,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
-use crate::{accounts, auth, devices, notify, registrations, user_auth, users};
+use crate::{accounts, auth, devices, events, monitoring, notify, registrations, user_auth, users};
 
 /// The document (pretty JSON, newline-terminated: the snapshot file's exact bytes).
 pub(crate) fn document_json() -> String {
@@ -98,6 +98,15 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         users::patch,
         users::remove,
         users::devices,
+        monitoring::registration,
+        monitoring::renew,
+        monitoring::unregister,
+        monitoring::status_list,
+        monitoring::dashboard,
+        monitoring::analytics,
+        monitoring::logs,
+        monitoring::credentials,
+        events::stream,
     ),
     components(schemas(
         SuccessEnvelope,
@@ -117,6 +126,7 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         (name = "users", description = "Users (Kazoo's `users` schema)"),
         (name = "registrations", description = "Live registrations, from the registrar"),
         (name = "notify", description = "SIP NOTIFY to a device's registrations"),
+        (name = "monitoring", description = "Registration state, dashboard, analytics, logs and credentials (seed shapes, no envelope)"),
         (name = "meta", description = "This document"),
     ),
 )]

@@ -1337,7 +1337,10 @@ pub fn device_outcomes_follow_the_history(store: &dyn Store) {
     for summary in &summaries {
         assert_eq!(summary.account_id, account.id);
         if summary.id == device.id {
-            assert_eq!(summary.outcome.as_ref().map(|o| o.kind), Some(EventKind::AuthFailed));
+            assert_eq!(
+                summary.outcome.as_ref().map(|o| o.kind),
+                Some(EventKind::AuthFailed)
+            );
             assert_eq!(summary.username.as_deref(), Some("outcome-user"));
         } else {
             assert_eq!(summary.outcome, None);
@@ -1387,9 +1390,18 @@ pub fn state_samples_round_trip(store: &dyn Store) {
     assert_eq!(samples[0].counts, [1, 2, 3, 4, 5, 6]);
     assert_eq!(samples[0].total(), 21);
     assert_eq!(samples[1].counts, [3, 0, 0, 0, 0, 0]);
-    assert_eq!(store.samples(&account.id, 1_001, 2_000).expect("window"), []);
+    assert_eq!(
+        store.samples(&account.id, 1_001, 2_000).expect("window"),
+        []
+    );
     assert!(store.prune_samples(1_600).expect("prune") >= 2);
-    assert_eq!(store.samples(&account.id, 0, 10_000).expect("after prune").len(), 1);
+    assert_eq!(
+        store
+            .samples(&account.id, 0, 10_000)
+            .expect("after prune")
+            .len(),
+        1
+    );
     assert_eq!(store.samples(&other.id, 0, 10_000).expect("other").len(), 0);
 }
 

@@ -28,6 +28,22 @@ pub struct FileConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub api: ApiSection,
+    #[serde(default)]
+    pub monitoring: MonitoringSection,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSection {
+    /// Seconds a device created but never registered counts as `provisioning` (default 86400).
+    pub provisioning_window: Option<u64>,
+    /// Seconds between two samples of the state counts analytics reads (default 300).
+    pub sample_interval: Option<u64>,
+    /// Days samples are kept (default 35).
+    pub sample_retention_days: Option<u64>,
+    /// The SIP server name phones are told to use (`/credentials`); the account realm when
+    /// unset.
+    pub sip_server: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -164,6 +180,26 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "api.login_cost",
         Kind::Integer,
     ),
+    (
+        "SWITCHBOARD_MONITORING_PROVISIONING_WINDOW",
+        "monitoring.provisioning_window",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_MONITORING_SAMPLE_INTERVAL",
+        "monitoring.sample_interval",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_MONITORING_SAMPLE_RETENTION_DAYS",
+        "monitoring.sample_retention_days",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_MONITORING_SIP_SERVER",
+        "monitoring.sip_server",
+        Kind::Text,
+    ),
 ];
 
 /// `SWITCHBOARD_*` variables that are not configuration keys (the last one locates the
@@ -269,6 +305,15 @@ pub struct Settings {
     pub server: ServerConfig,
     /// `None`: API rate limiting off.
     pub api_throttle: Option<switchboard_api::throttle::ThrottleConfig>,
+    pub monitoring: MonitoringSettings,
+}
+
+/// Registration monitoring, resolved.
+#[derive(Debug, Clone)]
+pub struct MonitoringSettings {
+    pub options: switchboard_api::MonitoringOptions,
+    pub sample_interval: Duration,
+    pub sample_retention: Duration,
 }
 
 /// Command-line overrides.
@@ -339,6 +384,7 @@ impl Settings {
         if server.nonce_lifetime_secs < 10 {
             bail!("registrar.nonce_lifetime must be at least 10 seconds");
         }
+        let monitoring = monitoring_settings(&file.monitoring, &server)?;
         Ok(Settings {
             data_dir,
             http_listen,
@@ -346,6 +392,7 @@ impl Settings {
             synchronous,
             server,
             api_throttle,
+            monitoring,
         })
     }
 
@@ -376,6 +423,42 @@ fn api_throttle(
         refill_per_second: per_second,
         login_cost: section.login_cost.map_or(defaults.login_cost, f64::from),
     }))
+}
+
+fn monitoring_settings(
+    section: &MonitoringSection,
+    server: &ServerConfig,
+) -> anyhow::Result<MonitoringSettings> {
+    let window = section.provisioning_window.unwrap_or(86_400);
+    if window > 365 * 86_400 {
+        bail!("monitoring.provisioning_window must be at most 31536000 seconds");
+    }
+    let interval = section.sample_interval.unwrap_or(300);
+    if !(1..=86_400).contains(&interval) {
+        bail!("monitoring.sample_interval must lie between 1 and 86400 seconds");
+    }
+    let retention_days = section.sample_retention_days.unwrap_or(35);
+    if !(1..=3650).contains(&retention_days) {
+        bail!("monitoring.sample_retention_days must lie between 1 and 3650");
+    }
+    let mut sip_ports: Vec<(String, u16)> = Vec::new();
+    for listen in &server.sip_listen {
+        let entry = (listen.transport.as_str().to_owned(), listen.addr.port());
+        if !sip_ports.contains(&entry) {
+            sip_ports.push(entry);
+        }
+    }
+    Ok(MonitoringSettings {
+        options: switchboard_api::MonitoringOptions {
+            provisioning_window_ms: i64::try_from(window * 1000).unwrap_or(i64::MAX),
+            sip_server: section.sip_server.clone().filter(|name| !name.is_empty()),
+            sip_ports,
+            default_expires_secs: server.registrar.default_expires,
+            ..switchboard_api::MonitoringOptions::default()
+        },
+        sample_interval: Duration::from_secs(interval),
+        sample_retention: Duration::from_secs(retention_days * 86_400),
+    })
 }
 
 fn keepalive_config(section: &RegistrarSection) -> anyhow::Result<KeepaliveConfig> {

@@ -91,8 +91,32 @@ impl SipControl for RuntimeSip {
         })
     }
 
+    fn unregister<'a>(
+        &'a self,
+        _account_id: &'a str,
+        device_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        Box::pin(async move {
+            switchboard_runtime::flush_device(
+                &self.bindings,
+                &self.directory,
+                self.store.as_ref(),
+                device_id,
+                switchboard_runtime::clock::now_ms(),
+            )
+            .await
+            .map(drop)
+        })
+    }
+
     fn account_bindings(&self, account_id: &str) -> Vec<Binding> {
         self.bindings.account_bindings(account_id)
+    }
+
+    fn device_bindings(&self, account_id: &str, device_id: &str) -> Vec<Binding> {
+        let mut bindings = self.bindings.device_bindings(device_id);
+        bindings.retain(|binding| binding.account_id == account_id);
+        bindings
     }
 
     fn notify<'a>(

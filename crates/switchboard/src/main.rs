@@ -406,14 +406,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             store: server.store().clone(),
             service: server.service().clone(),
         };
-        let api = switchboard_api::router(
-            switchboard_api::ApiState::new(
-                server.store().clone(),
-                Arc::new(sip),
-                switchboard_api::token::derive_secret(&settings.server.nonce_secret),
-            )
-            .with_throttle(settings.api_throttle),
+        let api_state = switchboard_api::ApiState::new(
+            server.store().clone(),
+            Arc::new(sip),
+            switchboard_api::token::derive_secret(&settings.server.nonce_secret),
+        )
+        .with_throttle(settings.api_throttle)
+        .with_monitoring(settings.monitoring.options.clone());
+        let sampler = switchboard_api::spawn_sampler(
+            api_state.clone(),
+            settings.monitoring.sample_interval,
+            settings.monitoring.sample_retention,
         );
+        let api = switchboard_api::router(api_state);
         let http_task = tokio::spawn(http::serve(
             http,
             server.service().clone(),
@@ -424,6 +429,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wait_for_signal().await;
         info!("shutting down: draining requests in flight");
         let _ = stop_http.send(());
+        sampler.abort();
         server.shutdown(settings.drain_period()).await;
         let _ = http_task.await;
         anyhow::Ok(())

@@ -23,8 +23,8 @@ use switchboard_model::{Account, Binding, Change, Device, DeviceOutcome, Event, 
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKey, CommitFuture, CredentialHash, DeviceSummary, Directory, EventQuery, History,
-    Location, Result, Sample, StateSample, StoreError, StoreStats,
+    ApiKey, CommitFuture, CredentialHash, DeviceSummary, Directory, EventQuery, History, Location,
+    Result, Sample, StateSample, StoreError, StoreStats,
 };
 
 use rows::fold;
