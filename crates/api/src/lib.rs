@@ -43,7 +43,7 @@ use switchboard_model::Binding;
 use switchboard_store::{Store, StoreError};
 
 pub use error::ApiError;
-pub use monitoring::{MonitoringOptions, event_payload, sample_once, spawn_sampler};
+pub use monitoring::{MonitoringOptions, event_payload, sample_once, spawn_sampler, state_totals};
 pub use notify::{BindingNotify, NotifyRequest, NotifyResult};
 
 /// Largest request body accepted (Kazoo's limit); larger ones get a 413 in the envelope.
@@ -76,6 +76,10 @@ pub trait SipControl: Send + Sync + 'static {
 
     /// The live bindings of the account's devices (the registrar's table, not the store).
     fn account_bindings(&self, account_id: &str) -> Vec<Binding>;
+
+    /// Calls `visit` on every binding of every account (the registrar's table), without
+    /// copying them: monitoring's census of all devices.
+    fn visit_bindings(&self, _visit: &mut dyn FnMut(&Binding)) {}
 
     /// The bindings of one device of the account (the registrar's table).
     fn device_bindings(&self, account_id: &str, device_id: &str) -> Vec<Binding> {

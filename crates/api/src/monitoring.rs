@@ -15,7 +15,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use switchboard_model::{
-    Binding, DeviceOutcome, Event, EventKind, RegistrationState, Transport, derive_state,
+    Binding, DeviceOutcome, Event, EventKind, Liveness, RegistrationState, Transport, derive_state,
+    state_of,
 };
 use switchboard_store::{DeviceSummary, EventQuery, StateSample};
 
@@ -855,15 +856,57 @@ pub(crate) async fn credentials(
     ))
 }
 
+/// The device count per state of every account at `now`, from one pass over the binding
+/// table and one summary query per account (no per-account table scans).
+pub(crate) async fn census(
+    state: &ApiState,
+    now: i64,
+) -> Result<Vec<(String, [u32; 6])>, ApiError> {
+    let mut liveness: HashMap<String, Liveness> = HashMap::new();
+    state.sip().visit_bindings(&mut |binding| {
+        if binding.expires_at_ms > now {
+            match liveness.get_mut(&binding.device_id) {
+                Some(entry) => entry.add(binding, now),
+                None => {
+                    liveness.insert(binding.device_id.clone(), Liveness::of([binding], now));
+                }
+            }
+        }
+    });
+    let window = state.monitoring().provisioning_window_ms;
+    state
+        .blocking(move |store| {
+            let mut counts = Vec::new();
+            for account in store.accounts()? {
+                let mut states = [0_u32; 6];
+                for summary in store.device_summaries(&account.id)? {
+                    let live = liveness.get(&summary.id).copied().unwrap_or_default();
+                    let derived =
+                        state_of(summary.facts(), live, summary.outcome.as_ref(), now, window);
+                    states[derived.index()] += 1;
+                }
+                counts.push((account.id, states));
+            }
+            Ok(counts)
+        })
+        .await
+}
+
+/// The device count per state over every account now (Prometheus).
+pub async fn state_totals(state: &ApiState) -> Result<[u32; 6], ApiError> {
+    let mut totals = [0_u32; 6];
+    for (_, counts) in census(state, crate::now_ms()).await? {
+        for (total, count) in totals.iter_mut().zip(counts) {
+            *total += count;
+        }
+    }
+    Ok(totals)
+}
+
 /// Records the state counts of every account now, for analytics. Returns how many accounts.
 pub async fn sample_once(state: &ApiState) -> Result<usize, ApiError> {
-    let accounts = state.blocking(|store| store.accounts()).await?;
     let now = crate::now_ms();
-    let mut rows = Vec::with_capacity(accounts.len());
-    for account in &accounts {
-        let views = account_views(state, &account.id, now).await?;
-        rows.push((account.id.clone(), count_states(&views)));
-    }
+    let rows = census(state, now).await?;
     let written = rows.len();
     state
         .blocking(move |store| {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod state;
 
-pub use state::{DeviceFacts, DeviceOutcome, RegistrationState, derive_state};
+pub use state::{DeviceFacts, DeviceOutcome, Liveness, RegistrationState, derive_state, state_of};
 
 /// Unix time in milliseconds.
 pub type UnixMillis = i64;

@@ -75,6 +75,31 @@ pub struct DeviceFacts {
     pub created_ms: UnixMillis,
 }
 
+/// What a device's bindings say at a moment: whether any is live, and any live one reachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Liveness {
+    pub live: bool,
+    pub reachable: bool,
+}
+
+impl Liveness {
+    /// Folds one more binding in.
+    pub fn add(&mut self, binding: &Binding, now: UnixMillis) {
+        if binding.expires_at_ms > now {
+            self.live = true;
+            self.reachable |= binding.reachable;
+        }
+    }
+
+    pub fn of<'a>(bindings: impl IntoIterator<Item = &'a Binding>, now: UnixMillis) -> Self {
+        let mut liveness = Liveness::default();
+        for binding in bindings {
+            liveness.add(binding, now);
+        }
+        liveness
+    }
+}
+
 /// The device's state at `now`. `bindings` are the device's bindings as the registrar holds
 /// them (lapsed ones are ignored); `last` is its last outcome; a device never registered is
 /// `provisioning` for `provisioning_window_ms` after its creation, `unregistered` after.
@@ -85,16 +110,27 @@ pub fn derive_state<'a>(
     now: UnixMillis,
     provisioning_window_ms: i64,
 ) -> RegistrationState {
-    let mut live = false;
-    for binding in bindings {
-        if binding.expires_at_ms > now {
-            if binding.reachable {
-                return RegistrationState::Registered;
-            }
-            live = true;
-        }
+    state_of(
+        device,
+        Liveness::of(bindings, now),
+        last,
+        now,
+        provisioning_window_ms,
+    )
+}
+
+/// [`derive_state`] from the bindings' [`Liveness`] already folded.
+pub fn state_of(
+    device: DeviceFacts,
+    liveness: Liveness,
+    last: Option<&DeviceOutcome>,
+    now: UnixMillis,
+    provisioning_window_ms: i64,
+) -> RegistrationState {
+    if liveness.reachable {
+        return RegistrationState::Registered;
     }
-    if live {
+    if liveness.live {
         return RegistrationState::Offline;
     }
     if !device.enabled {

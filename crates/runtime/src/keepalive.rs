@@ -306,13 +306,16 @@ async fn ping(service: &SipService, binding: &Binding, timeout_ms: u64, threshol
     let (outcome, rtt) = service.options(binding, timeout_ms).await;
     let result = PingResult::from_outcome(outcome, rtt, binding.transport.is_stream());
     match result {
-        PingResult::Answered { status, rtt_ms } => debug!(
-            device = %binding.device_id,
-            key = %binding.key,
-            status,
-            rtt_ms,
-            "keepalive answered"
-        ),
+        PingResult::Answered { status, rtt_ms } => {
+            service.stats.keepalive_rtt.record_ms(u64::from(rtt_ms));
+            debug!(
+                device = %binding.device_id,
+                key = %binding.key,
+                status,
+                rtt_ms,
+                "keepalive answered"
+            );
+        }
         _ => {
             service
                 .stats

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod clock;
 pub mod directory;
+pub mod histogram;
 pub mod keepalive;
 pub mod location;
 pub mod service;

@@ -98,6 +98,16 @@ impl BindingTable {
         found
     }
 
+    /// Calls `visit` on every binding, one shard locked at a time. `visit` must not block.
+    pub fn for_each(&self, mut visit: impl FnMut(&Binding)) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for binding in shard.values().flatten() {
+                visit(binding);
+            }
+        }
+    }
+
     /// Copies of one binding, if the device still has it.
     pub fn find(&self, device_id: &str, key: &str) -> Option<Binding> {
         self.with_device(device_id, |bindings| {

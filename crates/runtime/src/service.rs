@@ -49,6 +49,8 @@ pub struct Stats {
     /// Keepalive OPTIONS sent, and those that got no final response (or had no route).
     pub keepalives_sent: AtomicU64,
     pub keepalives_failed: AtomicU64,
+    /// Round trip of answered keepalives.
+    pub keepalive_rtt: crate::histogram::Histogram,
 }
 
 fn bump(counter: &AtomicU64) {

@@ -113,6 +113,10 @@ impl SipControl for RuntimeSip {
         self.bindings.account_bindings(account_id)
     }
 
+    fn visit_bindings(&self, visit: &mut dyn FnMut(&Binding)) {
+        self.bindings.for_each(visit);
+    }
+
     fn device_bindings(&self, account_id: &str, device_id: &str) -> Vec<Binding> {
         let mut bindings = self.bindings.device_bindings(device_id);
         bindings.retain(|binding| binding.account_id == account_id);
@@ -152,6 +156,7 @@ impl SipControl for RuntimeSip {
 pub async fn serve(
     listener: TcpListener,
     service: Arc<SipService>,
+    metrics: crate::metrics::Metrics,
     api: Router,
     stop: oneshot::Receiver<()>,
 ) {
@@ -169,8 +174,12 @@ pub async fn serve(
             }
         }),
     );
+    let scrape = Router::new()
+        .route("/metrics", get(crate::metrics::serve))
+        .with_state(metrics);
     // The peer address feeds the API's per-client token bucket.
     let app = health
+        .merge(scrape)
         .merge(api)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)

@@ -4,6 +4,7 @@
 mod bootstrap;
 mod config;
 mod http;
+mod metrics;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -418,10 +419,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             settings.monitoring.sample_interval,
             settings.monitoring.sample_retention,
         );
+        let metrics = metrics::Metrics {
+            service: server.service().clone(),
+            bindings: server.bindings().clone(),
+            store: store.clone(),
+            api: api_state.clone(),
+        };
         let api = switchboard_api::router(api_state);
         let http_task = tokio::spawn(http::serve(
             http,
             server.service().clone(),
+            metrics,
             api,
             http_stopped,
         ));

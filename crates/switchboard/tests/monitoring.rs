@@ -704,6 +704,24 @@ fn every_state_is_reached_for_real_and_shown_by_the_api_and_the_stream() {
     assert!(ids.iter().all(|each| *each > unregistered_id), "{ids:?}");
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
 
+    // Prometheus: counters, the keepalive histogram, bindings and device states.
+    let (status, metrics) = board.http_get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    assert!(value("switchboard_register_total{outcome=\"ok\"}") >= 6.0);
+    assert!(value("switchboard_register_total{outcome=\"auth_failed\"}") >= 1.0);
+    assert!(value("switchboard_keepalive_rtt_seconds_count") >= 1.0);
+    assert!(value("switchboard_keepalives_total{result=\"failed\"}") >= 2.0);
+    assert_eq!(value("switchboard_devices{state=\"offline\"}"), 2.0);
+    assert_eq!(value("switchboard_devices{state=\"unregistered\"}"), 2.0);
+    assert_eq!(value("switchboard_devices{state=\"provisioning\"}"), 1.0);
+    assert!(metrics.contains("# TYPE switchboard_keepalive_rtt_seconds histogram"));
+
     // Tenancy: another account's token reaches none of it.
     let (admin_token, admin) = board.login(&board.bootstrap_key());
     let response = board.api(
