@@ -3,7 +3,7 @@
 //! manufacturer and the model, plus MAC address helpers.
 //!
 //! Browser SIP libraries (JsSIP, SIP.js) say nothing about the browser or the maker, so they
-//! are classified as [`PhoneClass::Webrtc`] with neither manufacturer nor model.
+//! are classified as [`Webrtc`] with neither manufacturer nor model.
 
 /// What kind of endpoint a device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,10 +21,10 @@ pub enum PhoneClass {
 impl PhoneClass {
     pub fn as_str(self) -> &'static str {
         match self {
-            PhoneClass::Hardware => "hardware",
-            PhoneClass::Softphone => "softphone",
-            PhoneClass::Webrtc => "webrtc",
-            PhoneClass::Mobile => "mobile",
+            Hardware => "hardware",
+            Softphone => "softphone",
+            Webrtc => "webrtc",
+            Mobile => "mobile",
         }
     }
 
@@ -33,10 +33,10 @@ impl PhoneClass {
     /// everything else (`sip_device`, `fax`, `landline`, …) is hardware.
     pub fn from_device_type(device_type: &str) -> PhoneClass {
         match device_type.to_ascii_lowercase().as_str() {
-            "softphone" => PhoneClass::Softphone,
-            "mobile" | "smartphone" => PhoneClass::Mobile,
-            "webrtc" => PhoneClass::Webrtc,
-            _ => PhoneClass::Hardware,
+            "softphone" => Softphone,
+            "mobile" | "smartphone" => Mobile,
+            "webrtc" => Webrtc,
+            _ => Hardware,
         }
     }
 }
