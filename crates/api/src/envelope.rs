@@ -126,6 +126,11 @@ impl IntoResponse for Reply {
     }
 }
 
+/// RFC 3339 in UTC to the second: `YYYY-MM-DDTHH:MM:SSZ`.
+pub(crate) fn rfc3339(unix_ms: i64) -> String {
+    format!("{}Z", timestamp(unix_ms))
+}
+
 /// `YYYY-MM-DDTHH:MM:SS` in UTC, the envelope's timestamp format.
 pub(crate) fn timestamp(unix_ms: i64) -> String {
     let secs = unix_ms.div_euclid(1000);

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// The token is valid but the account is not the caller's nor one of its descendants.
     #[error("forbidden")]
     Forbidden,
+    /// The credentials are valid but do not hold the scope the request needs.
+    #[error("missing scope {0}")]
+    MissingScope(&'static str),
     /// No such account or document (the id is echoed as `cause`).
     #[error("bad identifier {0}")]
     BadIdentifier(String),
@@ -118,6 +121,12 @@ impl ApiError {
                 "error",
                 "forbidden".to_owned(),
                 system("forbidden"),
+            ),
+            ApiError::MissingScope(scope) => (
+                StatusCode::FORBIDDEN,
+                "error",
+                "forbidden".to_owned(),
+                json!({ "message": format!("missing scope {scope}"), "scope": scope }),
             ),
             ApiError::BadIdentifier(id) => (
                 StatusCode::NOT_FOUND,
@@ -239,12 +248,14 @@ pub(crate) async fn no_such_path() -> ApiError {
 }
 
 /// Puts the request's token (from its headers) into the error envelope, as Kazoo echoes it
-/// on errors too. Only error answers (small) are rewritten.
+/// on errors too. Only error answers (small) are rewritten. An API key sent as the credential
+/// is never echoed: a secret does not belong in a response body.
 pub(crate) async fn echo_token_on_errors(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let token = crate::request::header_token(request.headers());
+    let token = crate::request::header_token(request.headers())
+        .filter(|credential| crate::token::is_token_shaped(credential));
     let response = next.run(request).await;
     let Some(token) = token else {
         return response;

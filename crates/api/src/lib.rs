@@ -8,12 +8,14 @@
 //! traits) and SIP (a device write that must bite at once goes through [`SipControl`], which
 //! the binary implements over the running registrar).
 //!
-//! Handlers are thin and grouped per resource (`accounts`, `devices`, `auth`); every request
-//! body goes through one extractor ([`request::ApiRequest`]) that enforces the content type,
-//! the 1 MiB limit and JSON syntax, and finds the auth token.
+//! Handlers are thin and grouped per resource (`accounts`, `api_keys`, `devices`, `phones`,
+//! `auth`); every request body goes through one extractor ([`request::ApiRequest`]) that
+//! enforces the content type, the 1 MiB limit and JSON syntax, and finds the credential;
+//! every handler names the scope it needs to `auth::authorize`.
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod api_keys;
 mod auth;
 mod devices;
 mod envelope;
@@ -23,6 +25,7 @@ mod filters;
 mod monitoring;
 mod notify;
 mod openapi;
+mod phones;
 mod registrations;
 mod request;
 pub mod throttle;
@@ -302,6 +305,18 @@ pub(crate) fn routes() -> Vec<Route> {
         route(M::PATCH, "/accounts/{account_id}", accounts::patch),
         route(M::DELETE, "/accounts/{account_id}", accounts::remove),
         route(M::GET, "/accounts/{account_id}/api_key", accounts::api_key),
+        route(M::GET, "/accounts/{account_id}/api_keys", api_keys::list),
+        route(M::POST, "/accounts/{account_id}/api_keys", api_keys::create),
+        route(
+            M::GET,
+            "/accounts/{account_id}/api_keys/{key_id}",
+            api_keys::fetch,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/api_keys/{key_id}",
+            api_keys::revoke,
+        ),
         route(M::GET, "/accounts/{account_id}/devices", devices::list),
         route(M::PUT, "/accounts/{account_id}/devices", devices::create),
         route(
@@ -410,6 +425,8 @@ pub(crate) fn routes() -> Vec<Route> {
             registrations::flush_username,
         ),
         route(M::GET, "/accounts/{account_id}/events", events::stream),
+        route(M::GET, "/pbx/phones", phones::list),
+        route(M::GET, "/pbx/phones/stats", phones::stats),
         route(M::GET, "/accounts/{account_id}/users", users::list),
         route(M::PUT, "/accounts/{account_id}/users", users::create),
         route(

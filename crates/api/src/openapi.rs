@@ -18,7 +18,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
-use crate::{accounts, auth, devices, events, monitoring, notify, registrations, user_auth, users};
+use crate::{
+    accounts, api_keys, auth, devices, events, monitoring, notify, phones, registrations,
+    user_auth, users,
+};
 
 /// The document (pretty JSON, newline-terminated: the snapshot file's exact bytes).
 pub(crate) fn document_json() -> String {
@@ -58,7 +61,13 @@ pub(crate) async fn serve() -> impl IntoResponse {
 Every request and answer is Kazoo's JSON envelope; every error is Kazoo's error envelope. \
 A token (from `PUT /api_auth` or `PUT /user_auth`) goes in `X-Auth-Token`, \
 `Authorization: Bearer`, or the request body's `auth_token`; it reaches its own account and \
-the accounts below it. Request bodies over 1 MiB are refused (413), as are bodies that are \
+the accounts below it. An API key from `POST /accounts/{account_id}/api_keys` \
+(`sbk_…`) can be sent the same way instead of a token, and holds only the scopes it was \
+created with (accounts:read, accounts:write, users:read, users:write, devices:read, \
+devices:write, registrations:read, registrations:write, webhooks:read, webhooks:write, \
+events:read, pbx:phones:read, api_keys:write); a request needing another scope is 403 \
+naming it in `data.scope`. Tokens from an account's own key or from `user_auth` hold every \
+scope. Request bodies over 1 MiB are refused (413), as are bodies that are \
 not JSON (415). Every client has a request budget (429 with `Retry-After`).",
     ),
     servers(
@@ -76,6 +85,10 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         accounts::patch,
         accounts::remove,
         accounts::api_key,
+        api_keys::list,
+        api_keys::create,
+        api_keys::fetch,
+        api_keys::revoke,
         devices::list,
         devices::create,
         devices::fetch,
@@ -91,6 +104,8 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         registrations::flush_all,
         registrations::count,
         registrations::flush_username,
+        phones::list,
+        phones::stats,
         users::list,
         users::create,
         users::fetch,
@@ -114,25 +129,33 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         AccountRequest,
         DocumentRequest,
         ApiAuthRequest,
+        ApiKeyRequest,
         UserAuthRequest,
         NotifyBody,
+        phones::PhoneList,
+        phones::Phone,
+        phones::PhoneStatsBody,
+        phones::PhoneStats,
+        phones::ByType,
     )),
     modifiers(&SecuritySchemes, &SharedResponses),
-    security(("auth_token" = []), ("bearer" = [])),
+    security(("auth_token" = []), ("bearer" = []), ("api_key" = [])),
     tags(
         (name = "auth", description = "Tokens: api_auth, user_auth"),
         (name = "accounts", description = "Accounts and sub-accounts"),
+        (name = "api_keys", description = "Scoped API keys"),
         (name = "devices", description = "Devices (Kazoo's `devices` schema)"),
         (name = "users", description = "Users (Kazoo's `users` schema)"),
         (name = "registrations", description = "Live registrations, from the registrar"),
         (name = "notify", description = "SIP NOTIFY to a device's registrations"),
         (name = "monitoring", description = "Registration state, dashboard, analytics, logs and credentials (seed shapes, no envelope)"),
+        (name = "phones", description = "The phones view: every device with its registration and what its User-Agent says it is (plain JSON, not the Kazoo envelope)"),
         (name = "meta", description = "This document"),
     ),
 )]
 pub(crate) struct ApiDoc;
 
-/// `X-Auth-Token: <token>` and `Authorization: Bearer <token>`.
+/// `X-Auth-Token: <token>`, `Authorization: Bearer <token>`, `Authorization: Bearer <key>`.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -152,6 +175,19 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some("The same token as `Authorization: Bearer <token>`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sbk_")
+                    .description(Some(
+                        "A scoped API key used directly, `Authorization: Bearer sbk_…`: no \
+                         token exchange; the key's scopes apply; revoked keys are refused at once",
+                    ))
                     .build(),
             ),
         );
@@ -178,7 +214,8 @@ const SHARED_ERRORS: &[(&str, &str, &str)] = &[
     (
         "Forbidden",
         "403",
-        "`forbidden`: the account is neither the token's nor below it",
+        "`forbidden`: the account is neither the caller's nor below it, or the credentials \
+         lack the scope the request needs (`data.scope` names it)",
     ),
     (
         "NotFound",
@@ -349,6 +386,17 @@ pub(crate) struct RegistrationPath {
     username: String,
 }
 
+/// `{account_id}/api_keys/{key_id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct ApiKeyPath {
+    /// The account's 32-hex id.
+    account_id: String,
+    /// The key's 32-hex id (not the key itself).
+    key_id: String,
+}
+
 /// `If-Match`, on the writes of one document.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -371,6 +419,30 @@ pub(crate) struct Pagination {
     start_key: Option<String>,
     /// `false`: every row at once, unpaginated.
     paginate: Option<bool>,
+}
+
+/// The phones view's account and paging (query string).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct PhonesQuery {
+    /// The account (the caller's own, or one below it); default: the caller's account.
+    account_id: Option<String>,
+    /// At most this many phones (default: all).
+    #[param(minimum = 0)]
+    limit: Option<u64>,
+    /// Skip this many phones first (by device id).
+    #[param(minimum = 0)]
+    offset: Option<u64>,
+}
+
+/// The phones view's account (query string).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct PhonesAccountQuery {
+    /// The account (the caller's own, or one below it); default: the caller's account.
+    account_id: Option<String>,
 }
 
 /// Kazoo's list filters (crossbar_filter), AND-ed, on the full stored document.
@@ -537,6 +609,58 @@ pub(crate) struct ApiAuthData {
     api_key: String,
 }
 
+/// `{"data": {"name", "scopes"}}`.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct ApiKeyRequest {
+    data: ApiKeyData,
+    /// The token, when not in a header.
+    auth_token: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct ApiKeyData {
+    /// 1 to 128 characters.
+    #[schema(example = "CRM integration")]
+    name: String,
+    /// At least one scope; each must be one the caller holds itself.
+    #[schema(min_items = 1, example = json!(["devices:read", "pbx:phones:read"]))]
+    scopes: Vec<ScopeName>,
+}
+
+/// A scope name.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) enum ScopeName {
+    #[schema(rename = "accounts:read")]
+    AccountsRead,
+    #[schema(rename = "accounts:write")]
+    AccountsWrite,
+    #[schema(rename = "users:read")]
+    UsersRead,
+    #[schema(rename = "users:write")]
+    UsersWrite,
+    #[schema(rename = "devices:read")]
+    DevicesRead,
+    #[schema(rename = "devices:write")]
+    DevicesWrite,
+    #[schema(rename = "registrations:read")]
+    RegistrationsRead,
+    #[schema(rename = "registrations:write")]
+    RegistrationsWrite,
+    #[schema(rename = "webhooks:read")]
+    WebhooksRead,
+    #[schema(rename = "webhooks:write")]
+    WebhooksWrite,
+    #[schema(rename = "events:read")]
+    EventsRead,
+    #[schema(rename = "pbx:phones:read")]
+    PhonesRead,
+    #[schema(rename = "api_keys:write")]
+    ApiKeysWrite,
+}
+
 /// `{"data": {"credentials", "account_name" | "account_realm" | "phone_number", "method"?}}`
 /// (Kazoo's `user_auth` schema).
 #[derive(ToSchema)]
@@ -647,6 +771,21 @@ mod tests {
             document["paths"]["/openapi.json"]["get"]["security"],
             serde_json::json!([{}])
         );
+    }
+
+    #[test]
+    fn the_documented_scopes_are_the_scopes_checked() {
+        let document: serde_json::Value =
+            serde_json::from_str(&document_json()).expect("the document is JSON");
+        let documented: Vec<&str> = document["components"]["schemas"]["ScopeName"]["enum"]
+            .as_array()
+            .expect("an enum of names")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        assert_eq!(documented, auth::scope::ALL);
+        let schemes = &document["components"]["securitySchemes"];
+        assert_eq!(schemes["api_key"]["scheme"], "bearer");
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub(crate) struct ApiRequest {
 }
 
 impl ApiRequest {
-    /// The token from `X-Auth-Token`, `Authorization: Bearer`, or the body's `auth_token`.
+    /// The credential (a token, or an API key used directly) from `X-Auth-Token`,
+    /// `Authorization: Bearer`, or the body's `auth_token`.
     pub fn token(&self) -> Option<String> {
         if let Some(token) = header_token(&self.headers) {
             return Some(token);

@@ -1,6 +1,7 @@
 //! Signed auth tokens: a JWT (`HS256`) with the claims `account_id` and `exp` (Unix seconds),
 //! so any node holding the same secret verifies a token another node issued, and nothing
-//! about a session lives in one node's memory.
+//! about a session lives in one node's memory. A token issued for a scoped API key also
+//! carries the key's `scopes` and its `key_id` (so it stops working when the key is revoked).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,6 +27,20 @@ pub struct Claims {
     /// `api_auth` tokens, so their encoding (and older tokens) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
+    /// The scopes the token holds; absent holds every scope (tokens from an account's own key,
+    /// from `user_auth`, and every token issued before scopes existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// The stored API key the token was issued for; the token is refused once that key is
+    /// revoked. Absent for the other logins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// Whether a credential has a token's shape (three dot-separated parts). API keys never
+/// contain a dot, so a credential that is not token-shaped is looked up as a key.
+pub fn is_token_shaped(credential: &str) -> bool {
+    credential.trim().split('.').count() == 3
 }
 
 /// Why a token was refused. All of them answer 401 alike; the kind is for tests and logs.
@@ -109,6 +124,8 @@ mod tests {
             exp,
             method: "api_key".to_owned(),
             owner_id: None,
+            scopes: None,
+            key_id: None,
         }
     }
 
@@ -159,6 +176,48 @@ mod tests {
         let payload = plain.split('.').nth(1).expect("payload");
         let decoded = URL_SAFE_NO_PAD.decode(payload).expect("base64");
         assert!(!String::from_utf8_lossy(&decoded).contains("owner_id"));
+    }
+
+    #[test]
+    fn scopes_and_key_id_round_trip_and_are_absent_when_unset() {
+        let mut scoped = claims(1_000);
+        scoped.scopes = Some(vec![
+            "devices:read".to_owned(),
+            "pbx:phones:read".to_owned(),
+        ]);
+        scoped.key_id = Some("c".repeat(32));
+        let token = sign(&SECRET, &scoped);
+        assert_eq!(verify(&SECRET, &token, 0), Ok(scoped));
+        let plain = sign(&SECRET, &claims(1_000));
+        let payload = plain.split('.').nth(1).expect("payload");
+        let decoded = URL_SAFE_NO_PAD.decode(payload).expect("base64");
+        let text = String::from_utf8_lossy(&decoded);
+        assert!(
+            !text.contains("scopes") && !text.contains("key_id"),
+            "{text}"
+        );
+        // A token signed before these claims existed still verifies, holding every scope.
+        let old = format!(
+            "{HEADER}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"account_id":"a","exp":1000,"method":"api_key"}"#)
+        );
+        let mut mac = mac(&SECRET);
+        mac.update(old.as_bytes());
+        let old = format!(
+            "{old}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
+        let verified = verify(&SECRET, &old, 0).expect("old token");
+        assert_eq!((verified.scopes, verified.key_id), (None, None));
+    }
+
+    #[test]
+    fn tokens_and_keys_are_told_apart_by_shape() {
+        assert!(is_token_shaped(&sign(&SECRET, &claims(1_000))));
+        assert!(!is_token_shaped(
+            "sbk_0123456789abcdefABCDEF0123456789abcdef"
+        ));
+        assert!(!is_token_shaped(&"0".repeat(64)));
     }
 
     #[test]

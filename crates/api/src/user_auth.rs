@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use switchboard_model::{Account, User};
 use switchboard_store::CredentialHash;
 
-use crate::auth::{Caller, now_secs};
+use crate::auth::{Caller, Scopes, now_secs};
 use crate::envelope::Reply;
 use crate::openapi;
 use crate::request::ApiRequest;
@@ -85,6 +85,8 @@ pub(crate) async fn user_auth(
         exp: now_secs() + state.inner.token_lifetime_secs,
         method: "user_auth".to_owned(),
         owner_id: Some(user.id.clone()),
+        scopes: None,
+        key_id: None,
     };
     let token = token::sign(&state.inner.token_secret, &claims);
     tracing::info!(account_id = %account.id, user_id = %user.id, "user token issued");
@@ -133,13 +135,18 @@ pub(crate) async fn introspect(
     };
     let claims = verify(&inspected)?;
     let caller = match request.token() {
-        Some(token) => Caller {
-            account_id: verify(&token)?.account_id,
-            token,
-        },
+        Some(token) => {
+            let own = verify(&token)?;
+            Caller {
+                account_id: own.account_id,
+                token,
+                scopes: Scopes::from_claim(own.scopes),
+            }
+        }
         None => Caller {
             account_id: claims.account_id.clone(),
             token: inspected.clone(),
+            scopes: Scopes::from_claim(claims.scopes.clone()),
         },
     };
     caller.reach(&state, &claims.account_id).await?;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use switchboard_schema::Schemas;
 
 use crate::ApiError;
+use crate::auth::scope;
 
 /// Errors collected over one document.
 #[derive(Debug, Default)]
@@ -166,6 +167,59 @@ pub(crate) fn account(document: &Map<String, Value>) -> Result<(), ApiError> {
     errors.into_result()
 }
 
+/// Validates a new API key's `{name, scopes}`: `name` a string of 1..128 characters (blank
+/// counts as empty), `scopes` a non-empty array of names from [`scope::ALL`]. Returns the
+/// trimmed name and the scopes (each once, in the order given).
+pub(crate) fn api_key(
+    document: &Map<String, Value>,
+) -> Result<(String, Vec<&'static str>), ApiError> {
+    let mut errors = ValidationErrors::default();
+    let mut name = String::new();
+    match document.get("name") {
+        None | Some(Value::Null) => errors.required("name"),
+        Some(Value::String(text)) => {
+            name = text.trim().to_owned();
+            errors.string_length("name", &Value::String(name.clone()), 1, 128);
+        }
+        Some(other) => errors.wrong_type("name", "string", other),
+    }
+    let mut scopes: Vec<&'static str> = Vec::new();
+    match document.get("scopes") {
+        None | Some(Value::Null) => errors.required("scopes"),
+        Some(Value::Array(items)) if items.is_empty() => errors.push(
+            "scopes",
+            "minItems",
+            json!({
+                "message": "The list must have at least 1 items",
+                "target": 1,
+                "value": [],
+            }),
+        ),
+        Some(Value::Array(items)) => {
+            for (index, item) in items.iter().enumerate() {
+                let known = item
+                    .as_str()
+                    .and_then(|text| scope::ALL.iter().find(|name| **name == text));
+                match known {
+                    Some(known) if !scopes.contains(known) => scopes.push(known),
+                    Some(_) => {}
+                    None => errors.push(
+                        &format!("scopes.{index}"),
+                        "enum",
+                        json!({
+                            "message": "Value not found in enumerated list of values",
+                            "target": scope::ALL,
+                            "value": item,
+                        }),
+                    ),
+                }
+            }
+        }
+        Some(other) => errors.wrong_type("scopes", "array", other),
+    }
+    errors.into_result().map(|()| (name, scopes))
+}
+
 /// Validates a document against one of Kazoo's schemas (`users`, `user_auth`...), writing
 /// the schema's defaults in; every error at once.
 pub(crate) fn schema(name: &str, document: &mut Map<String, Value>) -> Result<(), ApiError> {
@@ -193,6 +247,42 @@ pub(crate) fn unique(path: &str, message: &str, cause: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn api_key_errors(document: Value) -> Value {
+        let Value::Object(document) = document else {
+            panic!("object")
+        };
+        match api_key(&document) {
+            Err(ApiError::Validation(data)) => data,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn api_key_bodies() {
+        let Value::Object(good) = json!({"name": "  CRM  ", "scopes": ["devices:read", "pbx:phones:read", "devices:read"]})
+        else {
+            panic!("object")
+        };
+        let (name, scopes) = api_key(&good).expect("valid");
+        assert_eq!(name, "CRM");
+        assert_eq!(scopes, vec!["devices:read", "pbx:phones:read"]);
+
+        let errors = api_key_errors(json!({}));
+        assert!(errors["name"]["required"].is_object(), "{errors}");
+        assert!(errors["scopes"]["required"].is_object(), "{errors}");
+        let errors = api_key_errors(json!({"name": " ", "scopes": []}));
+        assert!(errors["name"]["minLength"].is_object(), "{errors}");
+        assert!(errors["scopes"]["minItems"].is_object(), "{errors}");
+        let errors = api_key_errors(json!({"name": "x".repeat(129), "scopes": "devices:read"}));
+        assert!(errors["name"]["maxLength"].is_object(), "{errors}");
+        assert_eq!(errors["scopes"]["type"]["target"], "array", "{errors}");
+        let errors = api_key_errors(json!({"name": 7, "scopes": ["devices:read", "root", 3]}));
+        assert_eq!(errors["name"]["type"]["target"], "string", "{errors}");
+        assert!(errors.get("scopes.0").is_none(), "{errors}");
+        assert_eq!(errors["scopes.1"]["enum"]["value"], "root", "{errors}");
+        assert_eq!(errors["scopes.2"]["enum"]["value"], 3, "{errors}");
+    }
 
     fn errors_of(document: Value) -> Value {
         let Value::Object(mut document) = document else {

@@ -4,6 +4,9 @@
 //! handed in by the caller. The words follow `DESIGN.md`: an [`Account`] is a tenant with a
 //! SIP realm, a [`Device`] holds digest credentials, a [`Binding`] is one registered Contact
 //! of a device, and an [`Event`] is one entry of the append-only registration history.
+//! [`user_agent`] tells what kind of phone a User-Agent string names.
+
+pub mod user_agent;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -643,6 +643,8 @@ fn api_key(account_id: &str) -> ApiKey {
         name: "battery".to_owned(),
         key_hash: ApiKey::hash(&new_id()),
         created_ms: 1_700_000_000_000,
+        scopes: vec!["devices:read".to_owned(), "pbx:phones:read".to_owned()],
+        prefix: "sbk_battery".to_owned(),
     }
 }
 
@@ -665,6 +667,20 @@ pub fn api_keys_round_trip(store: &dyn Store) {
         None
     );
     assert_eq!(store.api_keys(&account.id).expect("list"), keys);
+    assert_eq!(
+        store.api_key(&keys[1].id).expect("by id"),
+        Some(keys[1].clone())
+    );
+    assert_eq!(store.api_key("no such key").expect("by id"), None);
+    let mut every = api_key(&account.id);
+    every.scopes = vec![ApiKey::EVERY_SCOPE.to_owned()];
+    every.prefix = String::new();
+    store.create_api_key(&every).expect("create");
+    assert_eq!(
+        store.api_key(&every.id).expect("by id"),
+        Some(every.clone())
+    );
+    store.delete_api_key(&every.id).expect("delete");
 
     let mut same_hash = api_key(&account.id);
     same_hash.key_hash = keys[0].key_hash.clone();
@@ -679,6 +695,7 @@ pub fn api_keys_round_trip(store: &dyn Store) {
         None
     );
     assert_eq!(store.delete_api_key(&keys[0].id), Err(StoreError::NotFound));
+    assert_eq!(store.api_key(&keys[0].id).expect("by id"), None);
     assert_eq!(
         store.api_keys(&account.id).expect("list"),
         vec![keys[1].clone()]

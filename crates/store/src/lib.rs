@@ -65,9 +65,18 @@ pub struct ApiKey {
     /// Lower-case hex SHA-256 of the key, see [`ApiKey::hash`].
     pub key_hash: String,
     pub created_ms: UnixMillis,
+    /// What the key may do (scope names, which the API defines); [`ApiKey::EVERY_SCOPE`]
+    /// alone means everything. Keys stored before scopes existed read as that.
+    pub scopes: Vec<String>,
+    /// The key's first characters, not secret, so a listing can show which key is which;
+    /// empty for keys stored before prefixes existed.
+    pub prefix: String,
 }
 
 impl ApiKey {
+    /// The scope that stands for every scope.
+    pub const EVERY_SCOPE: &str = "*";
+
     /// The stored form of a secret key: lower-case hex SHA-256.
     pub fn hash(key: &str) -> String {
         hex::encode(Sha256::digest(key.as_bytes()))
@@ -240,6 +249,7 @@ pub trait Directory: Send + Sync {
     /// `Conflict("api_key")` when the hash exists, `Conflict("id")` when the id does.
     fn create_api_key(&self, key: &ApiKey) -> Result<()>;
     fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    fn api_key(&self, id: &str) -> Result<Option<ApiKey>>;
     /// The account's keys, sorted by id.
     fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>>;
     /// `NotFound` when missing.

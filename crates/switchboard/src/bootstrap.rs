@@ -80,6 +80,8 @@ pub fn ensure_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
         name: "bootstrap".to_owned(),
         key_hash: ApiKey::hash(&key),
         created_ms: now,
+        scopes: vec![ApiKey::EVERY_SCOPE.to_owned()],
+        prefix: String::new(),
     })?;
     let path = data_dir.join(KEY_FILE);
     let _ = std::fs::remove_file(&path);

@@ -533,13 +533,34 @@ impl Directory for SqliteStore {
 
     fn create_api_key(&self, key: &ApiKey) -> Result<()> {
         let key = key.clone();
+        let scopes = serde_json::to_string(&key.scopes)
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
         self.write(move |transaction| {
             transaction
                 .prepare_cached(
-                    "INSERT INTO api_keys (id, account_id, name, key_hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO api_keys (id, account_id, name, key_hash, created_ms, scopes, prefix) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![key.id, key.account_id, key.name, key.key_hash, key.created_ms])?;
+                .execute(params![
+                    key.id,
+                    key.account_id,
+                    key.name,
+                    key.key_hash,
+                    key.created_ms,
+                    scopes,
+                    key.prefix
+                ])?;
             Ok(())
+        })
+    }
+
+    fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM api_keys WHERE id = ?1",
+                rows::API_KEY_COLUMNS
+            );
+            rows::first(connection, &sql, [id], rows::api_key)
         })
     }
 

@@ -296,15 +296,21 @@ pub(crate) fn write_user(
 
 // ---- API keys ----------------------------------------------------------------------------
 
-pub(crate) const API_KEY_COLUMNS: &str = "id, account_id, name, key_hash, created_ms";
+pub(crate) const API_KEY_COLUMNS: &str =
+    "id, account_id, name, key_hash, created_ms, scopes, prefix";
 
 pub(crate) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    let scopes: String = row.get(5)?;
+    let scopes = serde_json::from_str(&scopes)
+        .map_err(|error| malformed(5, format!("api key scopes: {error}")))?;
     Ok(ApiKey {
         id: row.get(0)?,
         account_id: row.get(1)?,
         name: row.get(2)?,
         key_hash: row.get(3)?,
         created_ms: row.get(4)?,
+        scopes,
+        prefix: row.get(6)?,
     })
 }
 

@@ -42,6 +42,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "device_state",
         sql: include_str!("migrations/0005_device_state.sql"),
     },
+    Migration {
+        version: 7,
+        name: "api_key_scopes",
+        sql: include_str!("migrations/0007_api_key_scopes.sql"),
+    },
 ];
 
 /// Brings the database up to the last of `migrations`, all pending ones in one transaction
@@ -137,8 +142,17 @@ mod tests {
 
     #[test]
     fn real_migrations_are_numbered_in_order() {
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(migration.version, i64::try_from(index).expect("small") + 1);
+        assert_eq!(
+            MIGRATIONS.first().map(|migration| migration.version),
+            Some(1)
+        );
+        for pair in MIGRATIONS.windows(2) {
+            assert!(
+                pair[0].version < pair[1].version,
+                "migration {} listed after {}",
+                pair[1].version,
+                pair[0].version
+            );
         }
     }
 
@@ -152,6 +166,37 @@ mod tests {
                 .expect("again")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn keys_stored_before_scopes_hold_every_scope() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        let before: Vec<Migration> = MIGRATIONS
+            .iter()
+            .copied()
+            .filter(|migration| migration.version < 7)
+            .collect();
+        migrate(&mut connection, &before).expect("before scopes");
+        connection
+            .execute(
+                "INSERT INTO api_keys (id, account_id, name, key_hash, created_ms) \
+                 VALUES ('k', 'a', 'bootstrap', 'h', 1)",
+                [],
+            )
+            .expect("old key");
+        assert_eq!(
+            migrate(&mut connection, MIGRATIONS).expect("scopes"),
+            vec![7]
+        );
+        let sql = format!(
+            "SELECT {} FROM api_keys WHERE id = 'k'",
+            super::super::rows::API_KEY_COLUMNS
+        );
+        let key = connection
+            .query_row(&sql, [], super::super::rows::api_key)
+            .expect("read back");
+        assert_eq!(key.scopes, vec![crate::ApiKey::EVERY_SCOPE.to_owned()]);
+        assert_eq!(key.prefix, "");
     }
 
     #[test]
