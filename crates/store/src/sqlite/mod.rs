@@ -5,6 +5,7 @@
 
 mod rows;
 mod schema;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -392,6 +393,12 @@ impl Directory for SqliteStore {
             transaction.execute("DELETE FROM bindings WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM api_keys WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM users WHERE account_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM webhooks WHERE account_id = ?1", [&id])?;
+            transaction.execute(
+                "DELETE FROM webhook_deliveries WHERE account_id = ?1",
+                [&id],
+            )?;
+            transaction.execute("DELETE FROM webhook_attempts WHERE account_id = ?1", [&id])?;
             Ok(())
         })
     }

@@ -37,9 +37,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "account_documents",
         sql: include_str!("migrations/0004_account_documents.sql"),
     },
+    // Version 5 is taken by work on another branch; versions need not be contiguous.
+    Migration {
+        version: 6,
+        name: "webhooks",
+        sql: include_str!("migrations/0006_webhooks.sql"),
+    },
 ];
 
-/// Brings the database up to the last of `migrations`, all pending ones in one transaction
+/// Applies every one of `migrations` not yet recorded, in order, all in one transaction
 /// (taken with the write lock, so two processes opening a fresh database do not race).
 /// Returns the versions applied. Refuses a database migrated by a newer build.
 pub(crate) fn migrate(connection: &mut Connection, migrations: &[Migration]) -> Result<Vec<i64>> {
@@ -55,13 +61,16 @@ pub(crate) fn migrate(connection: &mut Connection, migrations: &[Migration]) -> 
             )",
         )
         .map_err(sql_error)?;
-    let current: i64 = transaction
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(sql_error)?;
+    let done: Vec<i64> = {
+        let mut statement = transaction
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .map_err(sql_error)?;
+        statement
+            .query_map([], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(sql_error)?
+    };
+    let current = done.last().copied().unwrap_or(0);
     let latest = migrations.last().map_or(0, |migration| migration.version);
     if current > latest {
         return Err(StoreError::Backend(format!(
@@ -74,9 +83,11 @@ pub(crate) fn migrate(connection: &mut Connection, migrations: &[Migration]) -> 
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         });
     let mut applied = Vec::new();
+    // Every migration not yet recorded, not only those above the highest: versions may have
+    // gaps (branches number theirs apart), and one merged later into a gap must still run.
     for migration in migrations
         .iter()
-        .filter(|migration| migration.version > current)
+        .filter(|migration| !done.contains(&migration.version))
     {
         transaction.execute_batch(migration.sql).map_err(|error| {
             StoreError::Backend(format!(
@@ -113,6 +124,11 @@ mod tests {
         name: "two",
         sql: "CREATE TABLE two (y INTEGER);",
     };
+    const THIRD: Migration = Migration {
+        version: 3,
+        name: "three",
+        sql: "CREATE TABLE three (z INTEGER);",
+    };
     const BROKEN: Migration = Migration {
         version: 3,
         name: "broken",
@@ -132,9 +148,32 @@ mod tests {
 
     #[test]
     fn real_migrations_are_numbered_in_order() {
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(migration.version, i64::try_from(index).expect("small") + 1);
+        assert_eq!(
+            MIGRATIONS.first().map(|migration| migration.version),
+            Some(1)
+        );
+        for pair in MIGRATIONS.windows(2) {
+            assert!(
+                pair[0].version < pair[1].version,
+                "migration {} must come before {}",
+                pair[0].version,
+                pair[1].version
+            );
         }
+    }
+
+    #[test]
+    fn a_migration_merged_into_a_gap_still_runs() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        assert_eq!(
+            migrate(&mut connection, &[FIRST, THIRD]).expect("1 and 3"),
+            vec![1, 3]
+        );
+        assert_eq!(
+            migrate(&mut connection, &[FIRST, SECOND, THIRD]).expect("the gap"),
+            vec![2]
+        );
+        assert_eq!(versions(&connection), vec![1, 2, 3]);
     }
 
     #[test]
