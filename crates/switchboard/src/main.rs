@@ -414,6 +414,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
             .with_throttle(settings.api_throttle),
         );
+        let webhooks = match settings.webhooks.clone() {
+            Some(config) => Some(switchboard_api::spawn_webhooks(
+                server.store().clone(),
+                config,
+            )?),
+            None => {
+                info!("webhook delivery is off");
+                None
+            }
+        };
         let http_task = tokio::spawn(http::serve(
             http,
             server.service().clone(),
@@ -426,6 +436,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop_http.send(());
         server.shutdown(settings.drain_period()).await;
         let _ = http_task.await;
+        // Sends in flight are dropped; their deliveries stay pending in the store.
+        if let Some(webhooks) = webhooks {
+            webhooks.abort();
+        }
         anyhow::Ok(())
     });
     store.close();
