@@ -466,6 +466,11 @@ fn fan_out_batch(store: &dyn Store, now_ms: UnixMillis) -> Result<usize, StoreEr
     })?;
     // Hooks after events, for the same reason as above.
     let hooks = store.enabled_webhooks()?;
+    if hooks.is_empty() {
+        // Nobody to tell: skip to the newest event at once instead of batch by batch.
+        store.fan_out(Some(cursor), newest, &[])?;
+        return Ok(0);
+    }
     let Some(last) = events.last() else {
         return Ok(0);
     };
@@ -789,6 +794,46 @@ mod tests {
                 (family.id, 3),
             ]
         );
+    }
+
+    #[test]
+    fn fan_out_starts_at_the_newest_event_and_queues_only_for_hooks_that_exist() {
+        use switchboard_store::{SqliteStore, battery};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), Default::default()).expect("open");
+        let store: &dyn Store = store.as_ref();
+        let account = battery::account("fan-out");
+        store.create_account(&account).expect("account");
+        let append = |at_ms: UnixMillis| {
+            store
+                .commit(vec![switchboard_model::Change::AppendEvent(
+                    battery::event(&account.id, Some("dev1"), EventKind::Registered, at_ms),
+                )])
+                .wait()
+                .expect("commit")[0]
+        };
+        let before = append(1_000);
+        // The first run starts after the history there is.
+        assert_eq!(fan_out_batch(store, 5).expect("first"), 0);
+        assert_eq!(store.webhook_cursor().expect("cursor"), Some(before));
+        // Without hooks the cursor jumps ahead and nothing is queued.
+        let unheard = append(2_000);
+        assert_eq!(fan_out_batch(store, 5).expect("no hooks"), 0);
+        assert_eq!(store.webhook_cursor().expect("cursor"), Some(unheard));
+        // A hook gets what happens from its creation on.
+        let hook = hook(&account.id, json!({"events": ["device.registered"]}), 3_000);
+        store.create_webhook(&hook).expect("hook");
+        let too_early = append(2_500);
+        let heard = append(3_000);
+        assert_eq!(fan_out_batch(store, 5).expect("batch"), 2);
+        assert_eq!(store.webhook_cursor().expect("cursor"), Some(heard));
+        let due = store.due_deliveries(5, 10, 10).expect("due");
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].event_id, heard);
+        assert_ne!(due[0].event_id, too_early);
+        assert_eq!(due[0].payload["eventId"], format!("evt_{heard}"));
+        // Nothing new: nothing read.
+        assert_eq!(fan_out_batch(store, 5).expect("idle"), 0);
     }
 
     #[test]
