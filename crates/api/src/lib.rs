@@ -8,6 +8,10 @@
 //! traits) and SIP (a device write that must bite at once goes through [`SipControl`], which
 //! the binary implements over the running registrar).
 //!
+//! Webhooks: subscriptions under `/accounts/{id}/webhooks`, and the delivery worker
+//! ([`spawn_webhooks`]) that drains the durable outbox the store keeps (see
+//! `webhooks/delivery.rs`).
+//!
 //! Handlers are thin and grouped per resource (`accounts`, `api_keys`, `devices`, `phones`,
 //! `auth`); every request body goes through one extractor ([`request::ApiRequest`]) that
 //! enforces the content type, the 1 MiB limit and JSON syntax, and finds the credential;
@@ -33,6 +37,7 @@ pub mod token;
 mod user_auth;
 mod users;
 mod validation;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,6 +53,7 @@ use switchboard_store::{Store, StoreError};
 pub use error::ApiError;
 pub use monitoring::{MonitoringOptions, event_payload, sample_once, spawn_sampler, state_totals};
 pub use notify::{BindingNotify, NotifyRequest, NotifyResult};
+pub use webhooks::delivery::{WebhookClientError, WebhookConfig, WebhookWorker, spawn_webhooks};
 
 /// Largest request body accepted (Kazoo's limit); larger ones get a 413 in the envelope.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -453,6 +459,43 @@ pub(crate) fn routes() -> Vec<Route> {
             M::GET,
             "/accounts/{account_id}/users/{user_id}/devices",
             users::devices,
+        ),
+        route(M::GET, "/accounts/{account_id}/webhooks", webhooks::list),
+        route(M::PUT, "/accounts/{account_id}/webhooks", webhooks::create),
+        route(
+            M::POST,
+            "/accounts/{account_id}/webhooks",
+            webhooks::create_post,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/webhooks/attempts",
+            webhooks::account_attempts,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/webhooks/{webhook_id}",
+            webhooks::fetch,
+        ),
+        route(
+            M::POST,
+            "/accounts/{account_id}/webhooks/{webhook_id}",
+            webhooks::replace,
+        ),
+        route(
+            M::PATCH,
+            "/accounts/{account_id}/webhooks/{webhook_id}",
+            webhooks::patch,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/webhooks/{webhook_id}",
+            webhooks::remove,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/webhooks/{webhook_id}/attempts",
+            webhooks::attempts,
         ),
     ]
 }

@@ -15,8 +15,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use switchboard_model::{
-    Binding, DeviceOutcome, Event, EventKind, Liveness, RegistrationState, Transport, derive_state,
-    state_of,
+    Binding, DeviceOutcome, Event, EventKind, Liveness, RegistrationState, derive_state, state_of,
 };
 use switchboard_store::{DeviceSummary, EventQuery, StateSample};
 
@@ -178,10 +177,14 @@ fn granted_secs(binding: &Binding) -> i64 {
     (binding.expires_at_ms - binding.updated_ms + 500).div_euclid(1000)
 }
 
-fn host_port(address: &str) -> (Option<String>, Option<u16>) {
-    match address.parse::<std::net::SocketAddr>() {
-        Ok(address) => (Some(address.ip().to_string()), Some(address.port())),
-        Err(_) => (Some(address.to_owned()), None),
+/// `ip:port` (or `[v6]:port`) into the address and the port.
+pub(crate) fn host_port(address: &str) -> (Option<String>, Option<u16>) {
+    if let Ok(socket) = address.parse::<std::net::SocketAddr>() {
+        return (Some(socket.ip().to_string()), Some(socket.port()));
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if port.parse::<u16>().is_ok() => (Some(ip.to_owned()), port.parse().ok()),
+        _ => (Some(address.to_owned()), None),
     }
 }
 
@@ -720,33 +723,46 @@ pub(crate) async fn analytics(
     ))
 }
 
-/// The public form of an event (webhooks, the live stream, device logs): the seed's
-/// `{event, timestamp, data}` with `data` in camelCase.
+/// The public form of an event, one shape for webhooks, the live stream and device logs:
+/// the seed's `{event, timestamp, data}` plus `eventId` (`evt_<history id>`, the same on every
+/// delivery) and `accountId`; `data` in camelCase, absent facts left out.
 pub fn event_payload(event: &Event) -> Value {
+    let mut data = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            data.insert(key.to_owned(), value);
+        }
+    };
+    put("deviceId", event.device_id.clone().map(Value::from));
+    put("status", Some(event.kind.implied_state().as_str().into()));
     let (ip, port) = event.address.as_deref().map_or((None, None), host_port);
-    let status = event.kind.implied_state();
-    let mut data = json!({
-        "deviceId": event.device_id,
-        "accountId": event.account_id,
-        "status": status.as_str(),
-        "ipAddress": ip,
-        "port": port,
-        "transportProtocol": event.transport.map(Transport::via_token),
-        "userAgent": event.user_agent,
-        "contactUri": event.contact,
-        "bindingKey": event.binding_key,
-        "reason": event.reason,
-    });
+    put("ipAddress", ip.map(Value::from));
+    put("port", port.map(Value::from));
+    put(
+        "transportProtocol",
+        event
+            .transport
+            .map(|transport| transport.via_token().into()),
+    );
+    put("userAgent", event.user_agent.clone().map(Value::from));
+    put("contactUri", event.contact.clone().map(Value::from));
     if event.kind == EventKind::Registered {
-        extend(&mut data, json!({ "registeredAt": rfc3339(event.at_ms) }));
+        put("registeredAt", Some(rfc3339(event.at_ms).into()));
     }
+    put("reason", event.reason.clone().map(Value::from));
     json!({
         "event": event.kind.event_name(),
-        "eventId": format!("evt_{}", event.id),
-        "id": event.id,
+        "eventId": public_event_id(event.id),
         "timestamp": rfc3339(event.at_ms),
+        "accountId": event.account_id,
         "data": data,
     })
+}
+
+/// `evt_<history id>`: the event id clients see (webhook body and `X-Switchboard-Event-Id`,
+/// the live stream's `id` carries the bare number).
+pub(crate) fn public_event_id(event_id: i64) -> String {
+    format!("evt_{event_id}")
 }
 
 /// `GET …/devices/{device_id}/logs?lines=N`.
@@ -966,6 +982,19 @@ mod tests {
     }
 
     #[test]
+    fn addresses_split_into_ip_and_port() {
+        assert_eq!(
+            host_port("192.0.2.1:5060"),
+            (Some("192.0.2.1".to_owned()), Some(5060))
+        );
+        assert_eq!(
+            host_port("[2001:db8::1]:5061"),
+            (Some("2001:db8::1".to_owned()), Some(5061))
+        );
+        assert_eq!(host_port("nonsense"), (Some("nonsense".to_owned()), None));
+    }
+
+    #[test]
     fn payloads_carry_the_seed_fields() {
         let event = Event {
             id: 42,
@@ -976,13 +1005,18 @@ mod tests {
             binding_key: None,
             contact: Some("sip:john@203.0.113.50:52415".into()),
             address: Some("203.0.113.50:52415".into()),
-            transport: Some(Transport::Udp),
+            transport: Some(switchboard_model::Transport::Udp),
             user_agent: Some("Yealink".into()),
             reason: None,
         };
         let payload = event_payload(&event);
         assert_eq!(payload["event"], "device.registered");
         assert_eq!(payload["eventId"], "evt_42");
+        assert_eq!(payload["accountId"], "acc");
+        assert!(
+            payload["data"].get("reason").is_none(),
+            "absent facts are left out"
+        );
         assert_eq!(payload["timestamp"], "2023-10-20T10:00:00Z");
         assert_eq!(payload["data"]["deviceId"], "dev");
         assert_eq!(payload["data"]["status"], "registered");

@@ -20,7 +20,7 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 use crate::{
     accounts, api_keys, auth, devices, events, monitoring, notify, phones, registrations,
-    user_auth, users,
+    user_auth, users, webhooks,
 };
 
 /// The document (pretty JSON, newline-terminated: the snapshot file's exact bytes).
@@ -122,6 +122,15 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         monitoring::logs,
         monitoring::credentials,
         events::stream,
+        webhooks::list,
+        webhooks::create,
+        webhooks::create_post,
+        webhooks::account_attempts,
+        webhooks::fetch,
+        webhooks::replace,
+        webhooks::patch,
+        webhooks::remove,
+        webhooks::attempts,
     ),
     components(schemas(
         SuccessEnvelope,
@@ -137,6 +146,7 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         phones::PhoneStatsBody,
         phones::PhoneStats,
         phones::ByType,
+        WebhookRequest,
     )),
     modifiers(&SecuritySchemes, &SharedResponses),
     security(("auth_token" = []), ("bearer" = []), ("api_key" = [])),
@@ -150,6 +160,7 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         (name = "notify", description = "SIP NOTIFY to a device's registrations"),
         (name = "monitoring", description = "Registration state, dashboard, analytics, logs and credentials (seed shapes, no envelope)"),
         (name = "phones", description = "The phones view: every device with its registration and what its User-Agent says it is (plain JSON, not the Kazoo envelope)"),
+        (name = "webhooks", description = "Webhooks: signed HTTP callbacks for device events, from a durable outbox"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -395,6 +406,27 @@ pub(crate) struct ApiKeyPath {
     account_id: String,
     /// The key's 32-hex id (not the key itself).
     key_id: String,
+}
+
+/// `{account_id}/webhooks/{webhook_id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct WebhookPath {
+    /// The account's 32-hex id.
+    account_id: String,
+    /// The webhook's 32-hex id.
+    webhook_id: String,
+}
+
+/// How many attempts to list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct AttemptLimit {
+    /// At most this many, newest first (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
 }
 
 /// `If-Match`, on the writes of one document.
@@ -689,6 +721,29 @@ pub(crate) struct UserAuthData {
 pub(crate) struct NotifyBody {
     #[schema(value_type = Object)]
     data: serde_json::Value,
+    /// The token, when not in a header.
+    auth_token: Option<String>,
+}
+
+/// A webhook: the seed's `{"url", "events"}` at the top level, or Kazoo's document in
+/// `data` (`name`, `uri`, `hook`, `http_verb` get|post|put, `retries` 0..4 (default 4),
+/// `custom_data` (strings, added to the payload's top level), `enabled`,
+/// `include_subaccounts`). `url` and `uri` are the same field; `events` lists `device.*`
+/// event names or `*` (Kazoo hooks subscribe to every device event); `secret` (16..256
+/// characters) sets the signing key, generated otherwise. PATCH `{"re-enable": true}` (or
+/// `{"data": {"enabled": true}}`) turns a hook disabled by failures back on.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct WebhookRequest {
+    /// Kazoo's shape: the document.
+    #[schema(value_type = Object)]
+    data: Option<serde_json::Value>,
+    /// The seed's shape: the receiver's absolute http(s) URL.
+    url: Option<String>,
+    /// The seed's shape: `device.registered`, `device.unregistered`, `device.expired`,
+    /// `device.offline`, `device.online`, `device.refreshed`, `device.auth_failed`,
+    /// `device.rejected`, … or `*`.
+    events: Option<Vec<String>>,
     /// The token, when not in a header.
     auth_token: Option<String>,
 }

@@ -132,8 +132,14 @@ fn class_of(device: &Device, identity: Option<&user_agent::PhoneIdentity>) -> Ph
     )
 }
 
-/// One phone row: the device, its newest live binding, and its owner's extension.
-fn phone(device: &Device, binding: Option<&Binding>, owner_extension: Option<&str>) -> Phone {
+/// One phone row: the device, its newest live binding, its owner's extension, and (for a
+/// device not registered now) when it last registered, from its recorded outcome.
+fn phone(
+    device: &Device,
+    binding: Option<&Binding>,
+    owner_extension: Option<&str>,
+    last_registered_ms: Option<i64>,
+) -> Phone {
     let agent = binding.and_then(|binding| binding.user_agent.as_deref());
     let identity = agent.and_then(user_agent::classify);
     let mac_address = device
@@ -155,7 +161,10 @@ fn phone(device: &Device, binding: Option<&Binding>, owner_extension: Option<&st
         mac_address,
         ip_address: binding.map(|binding| binding.received.ip().to_string()),
         registered: binding.is_some(),
-        last_registered: binding.map(|binding| rfc3339(binding.updated_ms)),
+        last_registered: binding
+            .map(|binding| binding.updated_ms)
+            .or(last_registered_ms)
+            .map(rfc3339),
         user_agent: agent.map(str::to_owned),
     }
 }
@@ -275,16 +284,27 @@ pub(crate) async fn list(
                     extensions.insert(owner, extension);
                 }
             }
-            Ok(devices
-                .iter()
-                .map(|device| {
-                    let owner = device
-                        .owner_id
-                        .as_ref()
-                        .and_then(|owner| extensions.get(owner));
-                    phone(device, bindings.get(&device.id), owner.map(String::as_str))
-                })
-                .collect())
+            let mut rows = Vec::with_capacity(devices.len());
+            for device in &devices {
+                let owner = device
+                    .owner_id
+                    .as_ref()
+                    .and_then(|owner| extensions.get(owner));
+                let binding = bindings.get(&device.id);
+                let last_registered = match binding {
+                    Some(_) => None,
+                    None => store
+                        .device_outcome(&device.id)?
+                        .and_then(|outcome| outcome.last_registered_ms),
+                };
+                rows.push(phone(
+                    device,
+                    binding,
+                    owner.map(String::as_str),
+                    last_registered,
+                ));
+            }
+            Ok(rows)
         })
         .await?;
     Ok(Json(PhoneList { phones }))
@@ -390,7 +410,7 @@ mod tests {
         );
         // 2026-03-26T08:00:00Z
         let binding = binding(Some("PolycomVVX-VVX_450-UA/6.4.5"), 1_774_512_000_000);
-        let row = serde_json::to_value(phone(&device, Some(&binding), None)).expect("json");
+        let row = serde_json::to_value(phone(&device, Some(&binding), None, None)).expect("json");
         assert_eq!(
             row,
             json!({
@@ -413,13 +433,18 @@ mod tests {
     fn a_browser_has_no_maker_and_an_unregistered_device_only_what_is_known() {
         let device = device(json!({}), "sip_device");
         let webrtc = binding(Some("JsSIP/3.10.0"), 1_774_512_900_000);
-        let row = serde_json::to_value(phone(&device, Some(&webrtc), Some("201"))).expect("json");
+        let row =
+            serde_json::to_value(phone(&device, Some(&webrtc), Some("201"), None)).expect("json");
         assert_eq!(row["deviceType"], "webrtc");
         assert_eq!(row["extensionNumber"], "201", "the owner's presence_id");
         for absent in ["manufacturer", "model", "macAddress"] {
             assert!(row.get(absent).is_none(), "{absent} in {row}");
         }
-        let row = serde_json::to_value(phone(&device, None, None)).expect("json");
+        let row = serde_json::to_value(phone(&device, None, None, None)).expect("json");
+        let seen = serde_json::to_value(phone(&device, None, None, Some(1_697_796_000_000)))
+            .expect("json");
+        assert_eq!(seen["lastRegistered"], "2023-10-20T10:00:00Z");
+        assert_eq!(seen["registered"], false);
         assert_eq!(
             row,
             json!({
@@ -435,7 +460,7 @@ mod tests {
     #[test]
     fn unknown_agents_fall_back_to_the_device_type_and_macs_come_from_the_agent() {
         let softphone = device(json!({}), "softphone");
-        let row = phone(&softphone, Some(&binding(Some("SIPp"), 0)), None);
+        let row = phone(&softphone, Some(&binding(Some("SIPp"), 0)), None, None);
         assert_eq!((row.device_type, row.manufacturer), ("softphone", None));
         let yealink = device(json!({}), "sip_device");
         let row = phone(
@@ -444,6 +469,7 @@ mod tests {
                 Some("Yealink SIP-T54W 96.85.0.5 80:5e:c0:12:34:56"),
                 0,
             )),
+            None,
             None,
         );
         assert_eq!(row.mac_address.as_deref(), Some("80:5E:C0:12:34:56"));

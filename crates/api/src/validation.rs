@@ -36,7 +36,7 @@ impl ValidationErrors {
         }
     }
 
-    fn required(&mut self, path: &str) {
+    pub fn required(&mut self, path: &str) {
         self.push(
             path,
             "required",
@@ -44,7 +44,7 @@ impl ValidationErrors {
         );
     }
 
-    fn wrong_type(&mut self, path: &str, expected: &str, value: &Value) {
+    pub fn wrong_type(&mut self, path: &str, expected: &str, value: &Value) {
         self.push(
             path,
             "type",
@@ -57,7 +57,7 @@ impl ValidationErrors {
     }
 
     /// A string whose length (in characters) must lie in `min..=max`.
-    fn string_length(&mut self, path: &str, value: &Value, min: usize, max: usize) {
+    pub fn string_length(&mut self, path: &str, value: &Value, min: usize, max: usize) {
         let Some(text) = value.as_str() else {
             self.wrong_type(path, "string", value);
             return;

@@ -15,7 +15,10 @@ use switchboard_model::{
     UnixMillis, User, new_id,
 };
 
-use crate::{ApiKey, CredentialHash, EventQuery, StateSample, Store, StoreError};
+use crate::{
+    ApiKey, AttemptOutcome, CredentialHash, Delivery, DeliveryState, EventQuery, NewDelivery,
+    StateSample, Store, StoreError, Webhook,
+};
 
 /// Runs every check that needs only one open store.
 pub fn run_all(store: &dyn Store) {
@@ -45,6 +48,10 @@ pub fn run_all(store: &dyn Store) {
     users_need_an_existing_account_and_go_with_it(store);
     device_outcomes_follow_the_history(store);
     state_samples_round_trip(store);
+    webhooks_round_trip(store);
+    fan_out_moves_the_cursor_with_the_deliveries(store);
+    attempts_retry_deliver_fail_and_disable_hooks(store);
+    attempts_are_listed_newest_first_and_pruned(store);
 }
 
 /// Commits through `open()`, drops the store, opens it again and finds everything.
@@ -591,6 +598,10 @@ pub fn deleting_an_account_removes_what_it_owns(store: &dyn Store) {
     let (other, other_device) = setup(store, "delete-account-other");
     let key = api_key(&account.id);
     store.create_api_key(&key).expect("key");
+    let hook = webhook(&account.id);
+    store.create_webhook(&hook).expect("hook");
+    let other_hook = webhook(&other.id);
+    store.create_webhook(&other_hook).expect("other hook");
     commit(
         store,
         vec![
@@ -620,6 +631,9 @@ pub fn deleting_an_account_removes_what_it_owns(store: &dyn Store) {
     assert_eq!(store.devices(&account.id).expect("read"), Vec::new());
     assert_eq!(store.device_bindings(&device.id).expect("read"), Vec::new());
     assert_eq!(store.api_key_by_hash(&key.key_hash).expect("read"), None);
+    assert_eq!(store.webhook(&hook.id).expect("read"), None);
+    assert_eq!(store.webhooks(&account.id).expect("read"), Vec::new());
+    assert!(store.webhook(&other_hook.id).expect("read").is_some());
     assert_eq!(
         store
             .events(&account_events(&account.id))
@@ -1426,4 +1440,344 @@ fn account_named(store: &dyn Store, label: &str) -> Account {
     let account = account(label);
     store.create_account(&account).expect("create account");
     account
+}
+
+// ---- webhooks ----------------------------------------------------------------------------
+
+/// A new enabled hook of `account_id`.
+pub fn webhook(account_id: &str) -> Webhook {
+    let id = new_id();
+    Webhook {
+        document: json!({"id": id, "url": "https://hooks.example/in", "events": ["*"]}),
+        id,
+        account_id: account_id.to_owned(),
+        enabled: true,
+        disabled_reason: None,
+        secret: new_id(),
+        failure_streak: 0,
+        created_ms: 1_700_000_000_000,
+        modified_ms: 1_700_000_000_000,
+    }
+}
+
+fn new_delivery(hook: &Webhook, event_id: i64, created_ms: UnixMillis) -> NewDelivery {
+    NewDelivery {
+        hook_id: hook.id.clone(),
+        account_id: hook.account_id.clone(),
+        event_id,
+        event_name: "device.registered".to_owned(),
+        payload: json!({"event": "device.registered", "eventId": format!("evt_{event_id}")}),
+        created_ms,
+    }
+}
+
+/// Fans `deliveries` out at the current cursor, moving it to `cursor` (at least where it is).
+fn fan_out(store: &dyn Store, cursor: i64, deliveries: &[NewDelivery]) {
+    let current = store.webhook_cursor().expect("cursor");
+    store
+        .fan_out(current, cursor.max(current.unwrap_or(0)), deliveries)
+        .expect("fan out");
+}
+
+fn hook_deliveries(store: &dyn Store, hook: &Webhook, now_ms: UnixMillis) -> Vec<Delivery> {
+    let mut due = store.due_deliveries(now_ms, 1000, 100_000).expect("due");
+    due.retain(|delivery| delivery.hook_id == hook.id);
+    due
+}
+
+fn failure(delivery_id: i64, at_ms: UnixMillis, retry_at_ms: Option<UnixMillis>) -> AttemptOutcome {
+    AttemptOutcome {
+        delivery_id,
+        at_ms,
+        http_status: Some(500),
+        error: Some("HTTP 500".to_owned()),
+        duration_ms: 3,
+        success: false,
+        retry_at_ms,
+        disable_after_failures: 3,
+    }
+}
+
+pub fn webhooks_round_trip(store: &dyn Store) {
+    let (account, _) = setup(store, "hooks");
+    let mut hook = webhook(&account.id);
+    assert_eq!(
+        store.create_webhook(&webhook("no-such-account")),
+        Err(StoreError::NotFound)
+    );
+    store.create_webhook(&hook).expect("create");
+    assert_eq!(store.create_webhook(&hook), Err(conflict("id")));
+    assert_eq!(store.webhook(&hook.id).expect("read"), Some(hook.clone()));
+    let second = webhook(&account.id);
+    store.create_webhook(&second).expect("second");
+    let mut expected = vec![hook.clone(), second.clone()];
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(store.webhooks(&account.id).expect("list"), expected);
+
+    hook.document = json!({"url": "https://hooks.example/other", "events": ["device.expired"]});
+    hook.enabled = false;
+    hook.disabled_reason = Some("operator".to_owned());
+    hook.modified_ms += 1;
+    store.update_webhook(&hook).expect("update");
+    assert_eq!(store.webhook(&hook.id).expect("read"), Some(hook.clone()));
+    let enabled = store.enabled_webhooks().expect("enabled");
+    assert!(enabled.iter().any(|found| found.id == second.id));
+    assert!(!enabled.iter().any(|found| found.id == hook.id));
+    assert_eq!(
+        store.update_webhook(&webhook(&account.id)),
+        Err(StoreError::NotFound)
+    );
+
+    store.delete_webhook(&hook.id).expect("delete");
+    assert_eq!(store.webhook(&hook.id).expect("read"), None);
+    assert_eq!(store.delete_webhook(&hook.id), Err(StoreError::NotFound));
+    assert_eq!(store.webhooks(&account.id).expect("list"), vec![second]);
+}
+
+pub fn fan_out_moves_the_cursor_with_the_deliveries(store: &dyn Store) {
+    let (account, device) = setup(store, "fan-out");
+    let hook = webhook(&account.id);
+    store.create_webhook(&hook).expect("hook");
+    let ids = commit(
+        store,
+        vec![
+            Change::AppendEvent(event(
+                &account.id,
+                Some(&device.id),
+                EventKind::Registered,
+                1,
+            )),
+            Change::AppendEvent(event(&account.id, Some(&device.id), EventKind::Expired, 2)),
+        ],
+    );
+    let before = store.webhook_cursor().expect("cursor");
+    let deliveries = [
+        new_delivery(&hook, ids[0], 10),
+        new_delivery(&hook, ids[1], 10),
+    ];
+    store.fan_out(before, ids[1], &deliveries).expect("fan out");
+    assert_eq!(store.webhook_cursor().expect("cursor"), Some(ids[1]));
+    // A second fan-out from the old cursor (another process got there first) writes nothing.
+    assert_eq!(
+        store.fan_out(
+            before,
+            ids[1] + 100,
+            &[new_delivery(&hook, ids[1] + 50, 10)]
+        ),
+        Err(conflict("cursor"))
+    );
+    assert_eq!(store.webhook_cursor().expect("cursor"), Some(ids[1]));
+    // The same event for the same hook is queued once.
+    fan_out(store, ids[1], &[new_delivery(&hook, ids[0], 10)]);
+    let due = hook_deliveries(store, &hook, 10);
+    assert_eq!(
+        due.iter()
+            .map(|delivery| delivery.event_id)
+            .collect::<Vec<_>>(),
+        vec![ids[0], ids[1]]
+    );
+    let first = &due[0];
+    assert_eq!(first.state, DeliveryState::Pending);
+    assert_eq!(first.attempts, 0);
+    assert_eq!(first.account_id, account.id);
+    assert_eq!(first.payload, deliveries[0].payload);
+    assert_eq!(
+        store.delivery(first.id).expect("read").as_ref(),
+        Some(first)
+    );
+    assert!(hook_deliveries(store, &hook, 9).is_empty(), "not due yet");
+}
+
+pub fn attempts_retry_deliver_fail_and_disable_hooks(store: &dyn Store) {
+    let (account, device) = setup(store, "attempts");
+    let hook = webhook(&account.id);
+    store.create_webhook(&hook).expect("hook");
+    let ids = commit(
+        store,
+        (0..4)
+            .map(|at| {
+                Change::AppendEvent(event(
+                    &account.id,
+                    Some(&device.id),
+                    EventKind::Registered,
+                    at,
+                ))
+            })
+            .collect(),
+    );
+    let deliveries: Vec<NewDelivery> = ids.iter().map(|&id| new_delivery(&hook, id, 100)).collect();
+    fan_out(store, ids[3], &deliveries);
+    let due = hook_deliveries(store, &hook, 100);
+    assert_eq!(due.len(), 4);
+    assert_eq!(
+        store
+            .due_deliveries(100, 1, 100_000)
+            .expect("due")
+            .iter()
+            .filter(|delivery| delivery.hook_id == hook.id)
+            .count(),
+        1,
+        "at most per_hook of one hook"
+    );
+
+    // A failure with a retry: pending again, later.
+    let recorded = store
+        .record_attempt(&failure(due[0].id, 110, Some(500)))
+        .expect("record");
+    assert_eq!(recorded.state, DeliveryState::Pending);
+    assert_eq!(recorded.failure_streak, 1);
+    assert_eq!(recorded.disabled, None);
+    let retried = store.delivery(due[0].id).expect("read").expect("exists");
+    assert_eq!((retried.attempts, retried.next_attempt_ms), (1, 500));
+    assert_eq!(retried.last_error.as_deref(), Some("HTTP 500"));
+    assert!(
+        !hook_deliveries(store, &hook, 499)
+            .iter()
+            .any(|d| d.id == due[0].id)
+    );
+    assert!(
+        hook_deliveries(store, &hook, 500)
+            .iter()
+            .any(|d| d.id == due[0].id)
+    );
+
+    // A success delivers it and resets the streak.
+    let recorded = store
+        .record_attempt(&AttemptOutcome {
+            http_status: Some(204),
+            error: None,
+            success: true,
+            retry_at_ms: None,
+            ..failure(due[0].id, 510, None)
+        })
+        .expect("record");
+    assert_eq!(recorded.state, DeliveryState::Delivered);
+    assert_eq!(recorded.failure_streak, 0);
+    let delivered = store.delivery(due[0].id).expect("read").expect("exists");
+    assert_eq!(delivered.state, DeliveryState::Delivered);
+    assert_eq!(delivered.delivered_ms, Some(510));
+
+    // No retry left: failed for good.
+    let recorded = store
+        .record_attempt(&failure(due[1].id, 520, None))
+        .expect("record");
+    assert_eq!(recorded.state, DeliveryState::Failed);
+    assert_eq!(recorded.failure_streak, 1);
+    // The third failure in a row disables the hook, and its deliveries stop.
+    store
+        .record_attempt(&failure(due[2].id, 530, Some(600)))
+        .expect("record");
+    let recorded = store
+        .record_attempt(&failure(due[3].id, 540, Some(600)))
+        .expect("record");
+    assert_eq!(recorded.failure_streak, 3);
+    let reason = recorded.disabled.expect("disabled");
+    assert!(
+        reason.contains("3 consecutive failed attempts") && reason.contains("HTTP 500"),
+        "{reason}"
+    );
+    let disabled = store.webhook(&hook.id).expect("read").expect("exists");
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.disabled_reason.as_deref(), Some(reason.as_str()));
+    assert!(hook_deliveries(store, &hook, 10_000).is_empty());
+
+    // Re-enabling clears the streak; the pending deliveries resume.
+    store
+        .update_webhook(&Webhook {
+            enabled: true,
+            disabled_reason: None,
+            ..disabled
+        })
+        .expect("re-enable");
+    let enabled = store.webhook(&hook.id).expect("read").expect("exists");
+    assert_eq!((enabled.enabled, enabled.failure_streak), (true, 0));
+    assert_eq!(hook_deliveries(store, &hook, 10_000).len(), 2);
+    assert_eq!(
+        store.record_attempt(&failure(i64::MAX, 1, None)),
+        Err(StoreError::NotFound)
+    );
+
+    // Deleting the hook takes its outbox with it.
+    store.delete_webhook(&hook.id).expect("delete");
+    assert_eq!(store.delivery(due[2].id).expect("read"), None);
+    assert!(
+        store
+            .webhook_attempts(&account.id, None, 100)
+            .expect("attempts")
+            .is_empty()
+    );
+}
+
+pub fn attempts_are_listed_newest_first_and_pruned(store: &dyn Store) {
+    let (account, device) = setup(store, "attempt-list");
+    let (first, second) = (webhook(&account.id), webhook(&account.id));
+    store.create_webhook(&first).expect("hook");
+    store.create_webhook(&second).expect("hook");
+    let ids = commit(
+        store,
+        vec![
+            Change::AppendEvent(event(
+                &account.id,
+                Some(&device.id),
+                EventKind::Registered,
+                1,
+            )),
+            Change::AppendEvent(event(
+                &account.id,
+                Some(&device.id),
+                EventKind::Refreshed,
+                2,
+            )),
+        ],
+    );
+    fan_out(
+        store,
+        ids[1],
+        &[
+            new_delivery(&first, ids[0], 1_000),
+            new_delivery(&second, ids[1], 5_000),
+        ],
+    );
+    let old = hook_deliveries(store, &first, 1_000).remove(0);
+    let new = hook_deliveries(store, &second, 5_000).remove(0);
+    store
+        .record_attempt(&failure(old.id, 1_000, None))
+        .expect("old attempt");
+    store
+        .record_attempt(&failure(new.id, 5_000, Some(9_000)))
+        .expect("new attempt");
+
+    let all = store.webhook_attempts(&account.id, None, 10).expect("all");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].delivery_id, new.id, "newest first");
+    assert_eq!(all[0].hook_id, second.id);
+    assert_eq!(all[0].event_id, ids[1]);
+    assert_eq!(all[0].http_status, Some(500));
+    assert!(!all[0].success);
+    assert_eq!(
+        store
+            .webhook_attempts(&account.id, None, 1)
+            .expect("limit")
+            .len(),
+        1
+    );
+    let one = store
+        .webhook_attempts(&account.id, Some(&first.id), 10)
+        .expect("one hook");
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].delivery_id, old.id);
+    assert!(
+        store
+            .webhook_attempts("someone-else", None, 10)
+            .expect("other")
+            .is_empty()
+    );
+
+    // Before 2,000: the old failed delivery and its attempt go; the pending one stays.
+    assert!(store.prune_webhooks(2_000).expect("prune") >= 2);
+    assert_eq!(store.delivery(old.id).expect("read"), None);
+    assert!(store.delivery(new.id).expect("read").is_some());
+    let left = store.webhook_attempts(&account.id, None, 10).expect("left");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].delivery_id, new.id);
 }

@@ -1,6 +1,7 @@
-//! Switchboard's storage: where accounts, devices, API keys, bindings and the event history live.
+//! Switchboard's storage: where accounts, devices, API keys, bindings, the event history and
+//! the webhook outbox live.
 //!
-//! The registrar and the API code against three traits, never against a database:
+//! The registrar and the API code against four traits, never against a database:
 //! - [`Directory`] — accounts, devices and API keys. Written rarely (operator actions), read
 //!   often (digest credential lookup, API listings).
 //! - [`Location`] — the bindings (RFC 3261 §10 location service). Every REGISTER ends in a
@@ -8,8 +9,11 @@
 //!   a 200 OK never acknowledges a binding a crash could lose.
 //! - [`History`] — the append-only event log, appended through the same commit as the binding
 //!   change that caused it.
+//! - [`Webhooks`] — webhook subscriptions and their durable outbox (deliveries fanned out
+//!   from the history, attempts), written by the API and the delivery worker, never on the
+//!   REGISTER path.
 //!
-//! [`Store`] is all three. Backends: [`SqliteStore`] (embedded, the default; one writer thread
+//! [`Store`] is all four. Backends: [`SqliteStore`] (embedded, the default; one writer thread
 //! that group-commits every queued batch in one transaction). PostgreSQL and Redis backends
 //! come later; a backend is done when [`battery::run_all`] passes against it.
 //!
@@ -211,8 +215,8 @@ pub trait Directory: Send + Sync {
     fn create_account(&self, account: &Account) -> Result<()>;
     /// `NotFound` when missing; same conflict rule as create.
     fn update_account(&self, account: &Account) -> Result<()>;
-    /// Deletes the account with its devices, users, bindings and API keys (its events stay in the
-    /// history; child accounts are not touched). `NotFound` when missing.
+    /// Deletes the account with its devices, users, bindings, API keys and webhooks (with their
+    /// deliveries and attempts; its events stay in the history; child accounts are not touched). `NotFound` when missing.
     fn delete_account(&self, id: &str) -> Result<()>;
     fn account(&self, id: &str) -> Result<Option<Account>>;
     /// Case-insensitive.
@@ -326,10 +330,184 @@ pub trait History: Send + Sync {
     fn prune_samples(&self, before_ms: UnixMillis) -> Result<usize>;
 }
 
-/// A complete backend.
-pub trait Store: Directory + Location + History {}
+/// A webhook subscription as stored. The store keeps its document opaque (the API owns its
+/// shape); what the delivery worker and the failure rules need is typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: String,
+    pub account_id: String,
+    /// The normalised document (`url`, `events`, `http_verb`, `retries`, `custom_data`,
+    /// `include_subaccounts`, …), without the secret.
+    pub document: serde_json::Value,
+    pub enabled: bool,
+    /// Why the hook was disabled (set when failures disabled it).
+    pub disabled_reason: Option<String>,
+    /// The HMAC key of the signature header.
+    pub secret: String,
+    /// Failed attempts in a row since the last success (or re-enable).
+    pub failure_streak: u32,
+    pub created_ms: UnixMillis,
+    pub modified_ms: UnixMillis,
+}
 
-impl<T: Directory + Location + History + ?Sized> Store for T {}
+/// Where a delivery of the outbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its (next) attempt at `next_attempt_ms`.
+    Pending,
+    /// A 2xx answered it.
+    Delivered,
+    /// Every attempt failed.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => DeliveryState::Pending,
+            "delivered" => DeliveryState::Delivered,
+            "failed" => DeliveryState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One event for one hook, queued by [`Webhooks::fan_out`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub hook_id: String,
+    pub account_id: String,
+    /// The history event's id.
+    pub event_id: i64,
+    /// `device.<kind>`.
+    pub event_name: String,
+    /// The exact body every attempt sends.
+    pub payload: serde_json::Value,
+    pub created_ms: UnixMillis,
+}
+
+/// A delivery of the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub hook_id: String,
+    pub account_id: String,
+    pub event_id: i64,
+    pub event_name: String,
+    pub payload: serde_json::Value,
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub next_attempt_ms: UnixMillis,
+    pub last_error: Option<String>,
+    pub created_ms: UnixMillis,
+    pub delivered_ms: Option<UnixMillis>,
+}
+
+/// The outcome of one HTTP attempt, recorded by [`Webhooks::record_attempt`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptOutcome {
+    pub delivery_id: i64,
+    pub at_ms: UnixMillis,
+    /// The receiver's status, when it answered.
+    pub http_status: Option<u16>,
+    /// What went wrong (`HTTP 500`, `connection refused`, …); `None` on success.
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub success: bool,
+    /// For a failure: when to try again; `None` marks the delivery failed for good.
+    pub retry_at_ms: Option<UnixMillis>,
+    /// A failure that brings the hook's streak to this many disables the hook (0: never).
+    pub disable_after_failures: u32,
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: i64,
+    pub hook_id: String,
+    pub account_id: String,
+    pub delivery_id: i64,
+    pub event_id: i64,
+    pub event_name: String,
+    pub at_ms: UnixMillis,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub success: bool,
+}
+
+/// What [`Webhooks::record_attempt`] did to the delivery and its hook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecorded {
+    pub state: DeliveryState,
+    /// The hook's failure streak after this attempt.
+    pub failure_streak: u32,
+    /// This attempt disabled the hook, with this reason.
+    pub disabled: Option<String>,
+}
+
+/// Webhook subscriptions and their durable outbox: deliveries fanned out from the history
+/// (with the cursor that says how far), attempts, and the failure streak that disables a hook.
+pub trait Webhooks: Send + Sync {
+    /// `NotFound` when the account does not exist, `Conflict("id")` when the id is taken.
+    fn create_webhook(&self, hook: &Webhook) -> Result<()>;
+    /// Replaces document, `enabled`, `disabled_reason`, `secret` and `modified_ms`. Turning a
+    /// disabled hook on clears its failure streak. `NotFound` when missing.
+    fn update_webhook(&self, hook: &Webhook) -> Result<()>;
+    /// Deletes the hook with its deliveries and attempts. `NotFound` when missing.
+    fn delete_webhook(&self, id: &str) -> Result<()>;
+    fn webhook(&self, id: &str) -> Result<Option<Webhook>>;
+    /// The account's hooks, sorted by id.
+    fn webhooks(&self, account_id: &str) -> Result<Vec<Webhook>>;
+    /// Every enabled hook of every account, sorted by id.
+    fn enabled_webhooks(&self) -> Result<Vec<Webhook>>;
+    /// The id of the last history event fanned out; `None` before the first fan-out.
+    fn webhook_cursor(&self) -> Result<Option<i64>>;
+    /// Queues `deliveries` and moves the cursor from `expected` to `cursor`, atomically: a
+    /// crash leaves both or neither. `Conflict("cursor")` (and nothing written) when the cursor
+    /// is no longer `expected` (another process fanned out meanwhile). A delivery of an event
+    /// already queued for the same hook is skipped.
+    fn fan_out(&self, expected: Option<i64>, cursor: i64, deliveries: &[NewDelivery])
+    -> Result<()>;
+    /// Pending deliveries due at `now_ms` of enabled hooks, soonest first, at most
+    /// `per_hook` of each hook and `limit` in all.
+    fn due_deliveries(
+        &self,
+        now_ms: UnixMillis,
+        per_hook: usize,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
+    fn delivery(&self, id: i64) -> Result<Option<Delivery>>;
+    /// Records the attempt and, in the same transaction, moves the delivery on (delivered,
+    /// retry at `retry_at_ms`, or failed) and the hook's failure streak (a success resets it;
+    /// a failure that reaches `disable_after_failures` disables the hook with a reason).
+    /// `NotFound` when the delivery is gone (its hook was deleted).
+    fn record_attempt(&self, outcome: &AttemptOutcome) -> Result<AttemptRecorded>;
+    /// The account's attempts (of one hook, when given), newest first.
+    fn webhook_attempts(
+        &self,
+        account_id: &str,
+        hook_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>>;
+    /// Deletes delivered and failed deliveries created, and attempts made, before
+    /// `before_ms`; returns how many rows went.
+    fn prune_webhooks(&self, before_ms: UnixMillis) -> Result<usize>;
+}
+
+/// A complete backend.
+pub trait Store: Directory + Location + History + Webhooks {}
+
+impl<T: Directory + Location + History + Webhooks + ?Sized> Store for T {}
 
 /// The outcome of [`Location::commit`]: the event ids, once the changes are durable.
 ///

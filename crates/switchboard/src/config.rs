@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub api: ApiSection,
     #[serde(default)]
     pub monitoring: MonitoringSection,
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -44,6 +46,23 @@ pub struct MonitoringSection {
     /// The SIP server name phones are told to use (`/credentials`); the account realm when
     /// unset.
     pub sip_server: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// Run the delivery worker (default true).
+    pub enabled: Option<bool>,
+    /// Between two fan-out/send rounds (default 200).
+    pub poll_interval_ms: Option<u64>,
+    /// The first retry's wait; each next one doubles, ±20 % (default 1000).
+    pub retry_base_ms: Option<u64>,
+    /// HTTP requests in flight at once (default 32).
+    pub max_in_flight: Option<usize>,
+    /// Failed attempts in a row that disable a hook (default 6, Kazoo's; 0 = never).
+    pub disable_after_failures: Option<u32>,
+    /// Connect and request timeout (default 10000).
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -200,6 +219,36 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         "monitoring.sip_server",
         Kind::Text,
     ),
+    (
+        "SWITCHBOARD_WEBHOOKS_ENABLED",
+        "webhooks.enabled",
+        Kind::Bool,
+    ),
+    (
+        "SWITCHBOARD_WEBHOOKS_POLL_INTERVAL_MS",
+        "webhooks.poll_interval_ms",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_WEBHOOKS_RETRY_BASE_MS",
+        "webhooks.retry_base_ms",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT",
+        "webhooks.max_in_flight",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_WEBHOOKS_DISABLE_AFTER_FAILURES",
+        "webhooks.disable_after_failures",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_WEBHOOKS_TIMEOUT_MS",
+        "webhooks.timeout_ms",
+        Kind::Integer,
+    ),
 ];
 
 /// `SWITCHBOARD_*` variables that are not configuration keys (the last one locates the
@@ -306,6 +355,8 @@ pub struct Settings {
     /// `None`: API rate limiting off.
     pub api_throttle: Option<switchboard_api::throttle::ThrottleConfig>,
     pub monitoring: MonitoringSettings,
+    /// `None`: no webhook delivery worker.
+    pub webhooks: Option<switchboard_api::WebhookConfig>,
 }
 
 /// Registration monitoring, resolved.
@@ -366,6 +417,7 @@ impl Settings {
         };
         let registrar = registrar_config(&file.registrar)?;
         let api_throttle = api_throttle(&file.api)?;
+        let webhooks = webhooks_config(&file.webhooks)?;
         let server = ServerConfig {
             sip_listen,
             aliases: file.sip_aliases.unwrap_or_default(),
@@ -393,6 +445,7 @@ impl Settings {
             server,
             api_throttle,
             monitoring,
+            webhooks,
         })
     }
 
@@ -459,6 +512,63 @@ fn monitoring_settings(
         sample_interval: Duration::from_secs(interval),
         sample_retention: Duration::from_secs(retention_days * 86_400),
     })
+}
+
+fn webhooks_config(
+    section: &WebhooksSection,
+) -> anyhow::Result<Option<switchboard_api::WebhookConfig>> {
+    if section.enabled == Some(false) {
+        return Ok(None);
+    }
+    let defaults = switchboard_api::WebhookConfig::default();
+    let millis = |value: Option<u64>,
+                  default: Duration,
+                  name: &str,
+                  range: std::ops::RangeInclusive<u64>| {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        if !range.contains(&value) {
+            bail!(
+                "webhooks.{name} must lie between {} and {}",
+                range.start(),
+                range.end()
+            );
+        }
+        Ok(Duration::from_millis(value))
+    };
+    let max_in_flight = section.max_in_flight.unwrap_or(defaults.max_in_flight);
+    if !(1..=1024).contains(&max_in_flight) {
+        bail!("webhooks.max_in_flight must lie between 1 and 1024");
+    }
+    let disable_after_failures = section
+        .disable_after_failures
+        .unwrap_or(defaults.disable_after_failures);
+    if disable_after_failures > 1000 {
+        bail!("webhooks.disable_after_failures must be at most 1000 (0 = never)");
+    }
+    Ok(Some(switchboard_api::WebhookConfig {
+        poll_interval: millis(
+            section.poll_interval_ms,
+            defaults.poll_interval,
+            "poll_interval_ms",
+            10..=60_000,
+        )?,
+        retry_base: millis(
+            section.retry_base_ms,
+            defaults.retry_base,
+            "retry_base_ms",
+            10..=600_000,
+        )?,
+        max_in_flight,
+        disable_after_failures,
+        timeout: millis(
+            section.timeout_ms,
+            defaults.timeout,
+            "timeout_ms",
+            100..=120_000,
+        )?,
+    }))
 }
 
 fn keepalive_config(section: &RegistrarSection) -> anyhow::Result<KeepaliveConfig> {
@@ -570,6 +680,40 @@ mod tests {
             settings.api_throttle,
             Some(switchboard_api::throttle::ThrottleConfig::default())
         );
+        assert_eq!(
+            settings.webhooks,
+            Some(switchboard_api::WebhookConfig::default())
+        );
+    }
+
+    #[test]
+    fn webhook_settings_come_from_the_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[webhooks]\npoll_interval_ms = 50\nretry_base_ms = 100\nmax_in_flight = 8\ndisable_after_failures = 3\ntimeout_ms = 2000\n",
+        )
+        .expect("write");
+        let file = load(
+            Some(&path),
+            &env(&[("SWITCHBOARD_WEBHOOKS_RETRY_BASE_MS", "20")]),
+        )
+        .expect("loads");
+        let settings = Settings::resolve(file, Overrides::default()).expect("resolves");
+        let webhooks = settings.webhooks.expect("on");
+        assert_eq!(webhooks.poll_interval, Duration::from_millis(50));
+        assert_eq!(webhooks.retry_base, Duration::from_millis(20));
+        assert_eq!(webhooks.max_in_flight, 8);
+        assert_eq!(webhooks.disable_after_failures, 3);
+        assert_eq!(webhooks.timeout, Duration::from_secs(2));
+        let off = load(None, &env(&[("SWITCHBOARD_WEBHOOKS_ENABLED", "false")]))
+            .and_then(|file| Settings::resolve(file, Overrides::default()))
+            .expect("resolves");
+        assert_eq!(off.webhooks, None);
+        std::fs::write(&path, "[webhooks]\nretry_base = 5\n").expect("write");
+        let error = load(Some(&path), &[]).expect_err("unknown key");
+        assert!(error.to_string().contains("retry_base"), "{error}");
     }
 
     #[test]
@@ -579,6 +723,10 @@ mod tests {
         let settings = Settings::resolve(file, Overrides::default()).expect("example resolves");
         assert_eq!(settings.server.registrar.challenge, ChallengeStyle::Www);
         assert_eq!(settings.server.keepalive, KeepaliveConfig::default());
+        assert_eq!(
+            settings.webhooks,
+            Some(switchboard_api::WebhookConfig::default())
+        );
     }
 
     #[test]
@@ -663,5 +811,7 @@ mod tests {
             bad(&[("SWITCHBOARD_REGISTRAR_KEEPALIVE_TIMEOUT_MS", "5")])
                 .contains("keepalive_timeout_ms")
         );
+        assert!(bad(&[("SWITCHBOARD_WEBHOOKS_RETRY_BASE_MS", "1")]).contains("retry_base_ms"));
+        assert!(bad(&[("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "0")]).contains("max_in_flight"));
     }
 }

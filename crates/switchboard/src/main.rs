@@ -426,6 +426,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             api: api_state.clone(),
         };
         let api = switchboard_api::router(api_state);
+        let webhooks = match settings.webhooks.clone() {
+            Some(config) => Some(switchboard_api::spawn_webhooks(
+                server.store().clone(),
+                config,
+            )?),
+            None => {
+                info!("webhook delivery is off");
+                None
+            }
+        };
         let http_task = tokio::spawn(http::serve(
             http,
             server.service().clone(),
@@ -440,6 +450,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sampler.abort();
         server.shutdown(settings.drain_period()).await;
         let _ = http_task.await;
+        // Sends in flight are dropped; their deliveries stay pending in the store.
+        if let Some(webhooks) = webhooks {
+            webhooks.abort();
+        }
         anyhow::Ok(())
     });
     store.close();

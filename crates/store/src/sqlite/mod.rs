@@ -5,6 +5,7 @@
 
 mod rows;
 mod schema;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -397,6 +398,12 @@ impl Directory for SqliteStore {
             transaction.execute("DELETE FROM users WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM device_state WHERE account_id = ?1", [&id])?;
             transaction.execute("DELETE FROM state_samples WHERE account_id = ?1", [&id])?;
+            transaction.execute("DELETE FROM webhooks WHERE account_id = ?1", [&id])?;
+            transaction.execute(
+                "DELETE FROM webhook_deliveries WHERE account_id = ?1",
+                [&id],
+            )?;
+            transaction.execute("DELETE FROM webhook_attempts WHERE account_id = ?1", [&id])?;
             Ok(())
         })
     }

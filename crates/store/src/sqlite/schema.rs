@@ -43,13 +43,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0005_device_state.sql"),
     },
     Migration {
+        version: 6,
+        name: "webhooks",
+        sql: include_str!("migrations/0006_webhooks.sql"),
+    },
+    Migration {
         version: 7,
         name: "api_key_scopes",
         sql: include_str!("migrations/0007_api_key_scopes.sql"),
     },
 ];
 
-/// Brings the database up to the last of `migrations`, all pending ones in one transaction
+/// Applies every one of `migrations` not yet recorded, in order, all in one transaction
 /// (taken with the write lock, so two processes opening a fresh database do not race).
 /// Returns the versions applied. Refuses a database migrated by a newer build.
 pub(crate) fn migrate(connection: &mut Connection, migrations: &[Migration]) -> Result<Vec<i64>> {
@@ -65,13 +70,16 @@ pub(crate) fn migrate(connection: &mut Connection, migrations: &[Migration]) -> 
             )",
         )
         .map_err(sql_error)?;
-    let current: i64 = transaction
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(sql_error)?;
+    let done: Vec<i64> = {
+        let mut statement = transaction
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .map_err(sql_error)?;
+        statement
+            .query_map([], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(sql_error)?
+    };
+    let current = done.last().copied().unwrap_or(0);
     let latest = migrations.last().map_or(0, |migration| migration.version);
     if current > latest {
         return Err(StoreError::Backend(format!(
@@ -84,9 +92,11 @@ pub(crate) fn migrate(connection: &mut Connection, migrations: &[Migration]) -> 
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         });
     let mut applied = Vec::new();
+    // Every migration not yet recorded, not only those above the highest: versions may have
+    // gaps (branches number theirs apart), and one merged later into a gap must still run.
     for migration in migrations
         .iter()
-        .filter(|migration| migration.version > current)
+        .filter(|migration| !done.contains(&migration.version))
     {
         transaction.execute_batch(migration.sql).map_err(|error| {
             StoreError::Backend(format!(
@@ -123,6 +133,11 @@ mod tests {
         name: "two",
         sql: "CREATE TABLE two (y INTEGER);",
     };
+    const THIRD: Migration = Migration {
+        version: 3,
+        name: "three",
+        sql: "CREATE TABLE three (z INTEGER);",
+    };
     const BROKEN: Migration = Migration {
         version: 3,
         name: "broken",
@@ -149,11 +164,25 @@ mod tests {
         for pair in MIGRATIONS.windows(2) {
             assert!(
                 pair[0].version < pair[1].version,
-                "migration {} listed after {}",
-                pair[1].version,
-                pair[0].version
+                "migration {} must come before {}",
+                pair[0].version,
+                pair[1].version
             );
         }
+    }
+
+    #[test]
+    fn a_migration_merged_into_a_gap_still_runs() {
+        let mut connection = Connection::open_in_memory().expect("open");
+        assert_eq!(
+            migrate(&mut connection, &[FIRST, THIRD]).expect("1 and 3"),
+            vec![1, 3]
+        );
+        assert_eq!(
+            migrate(&mut connection, &[FIRST, SECOND, THIRD]).expect("the gap"),
+            vec![2]
+        );
+        assert_eq!(versions(&connection), vec![1, 2, 3]);
     }
 
     #[test]
