@@ -90,6 +90,13 @@ pub trait SipControl: Send + Sync + 'static {
     /// copying them: monitoring's census of all devices.
     fn visit_bindings(&self, _visit: &mut dyn FnMut(&Binding)) {}
 
+    /// Calls `visit` on every binding of the account's devices, without copying them.
+    fn visit_account_bindings(&self, account_id: &str, visit: &mut dyn FnMut(&Binding)) {
+        for binding in self.account_bindings(account_id) {
+            visit(&binding);
+        }
+    }
+
     /// The bindings of one device of the account (the registrar's table).
     fn device_bindings(&self, account_id: &str, device_id: &str) -> Vec<Binding> {
         let mut bindings = self.account_bindings(account_id);

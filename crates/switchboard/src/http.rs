@@ -117,6 +117,14 @@ impl SipControl for RuntimeSip {
         self.bindings.for_each(visit);
     }
 
+    fn visit_account_bindings(&self, account_id: &str, visit: &mut dyn FnMut(&Binding)) {
+        self.bindings.for_each(|binding| {
+            if binding.account_id == account_id {
+                visit(binding);
+            }
+        });
+    }
+
     fn device_bindings(&self, account_id: &str, device_id: &str) -> Vec<Binding> {
         let mut bindings = self.bindings.device_bindings(device_id);
         bindings.retain(|binding| binding.account_id == account_id);

