@@ -53,7 +53,9 @@ use switchboard_store::{Store, StoreError};
 pub use error::ApiError;
 pub use monitoring::{MonitoringOptions, event_payload, sample_once, spawn_sampler, state_totals};
 pub use notify::{BindingNotify, NotifyRequest, NotifyResult};
-pub use webhooks::delivery::{WebhookClientError, WebhookConfig, WebhookWorker, spawn_webhooks};
+pub use webhooks::delivery::{
+    WebhookClientError, WebhookConfig, WebhookStats, WebhookWorker, spawn_webhooks,
+};
 
 /// Largest request body accepted (Kazoo's limit); larger ones get a 413 in the envelope.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -419,7 +419,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             settings.monitoring.sample_interval,
             settings.monitoring.sample_retention,
         );
+        let webhook_stats = Arc::new(switchboard_api::WebhookStats::default());
         let metrics = metrics::Metrics {
+            webhooks: webhook_stats.clone(),
             service: server.service().clone(),
             bindings: server.bindings().clone(),
             store: store.clone(),
@@ -430,6 +432,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(config) => Some(switchboard_api::spawn_webhooks(
                 server.store().clone(),
                 config,
+                webhook_stats.clone(),
             )?),
             None => {
                 info!("webhook delivery is off");

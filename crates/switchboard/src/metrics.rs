@@ -24,6 +24,7 @@ pub struct Metrics {
     pub bindings: Arc<BindingTable>,
     pub store: Arc<SqliteStore>,
     pub api: switchboard_api::ApiState,
+    pub webhooks: Arc<switchboard_api::WebhookStats>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -154,6 +155,29 @@ pub async fn render(metrics: &Metrics) -> String {
             ("unit=\"changes\"", store.committed_changes),
             ("unit=\"failed_batches\"", store.failed_batches),
         ],
+    );
+    let hooks = &metrics.webhooks;
+    family(
+        &mut out,
+        "switchboard_webhook_deliveries_total",
+        "counter",
+        "Webhook outcomes: deliveries answered 2xx, attempts that failed, deliveries given up after their last retry, hooks disabled for failing.",
+        &[
+            ("outcome=\"delivered\"", load(&hooks.delivered)),
+            ("outcome=\"failed_attempt\"", load(&hooks.failed_attempts)),
+            ("outcome=\"given_up\"", load(&hooks.given_up)),
+            ("outcome=\"hook_disabled\"", load(&hooks.hooks_disabled)),
+        ],
+    );
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_webhook_delivery_lag_seconds_sum Time from entering the outbox to the 2xx, summed over delivered webhooks (divide by the delivered count for the mean).\n# TYPE switchboard_webhook_delivery_lag_seconds_sum counter\nswitchboard_webhook_delivery_lag_seconds_sum {}",
+        load(&hooks.lag_ms_sum) as f64 / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_webhook_last_delivery_lag_seconds The last delivered webhook's time from entering the outbox to the 2xx.\n# TYPE switchboard_webhook_last_delivery_lag_seconds gauge\nswitchboard_webhook_last_delivery_lag_seconds {}",
+        load(&hooks.last_lag_ms) as f64 / 1000.0
     );
     let now = switchboard_runtime::clock::now_ms();
     let (mut live, mut unreachable) = (0_u64, 0_u64);

@@ -727,6 +727,18 @@ fn a_registration_is_delivered_signed_and_retried_with_the_same_event_id() {
             == 3,
         "the registered-only hook got nothing more"
     );
+    // Prometheus counts the outcomes (the two 500s and the deliveries).
+    let (status, metrics) = board.http_get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    assert!(value("switchboard_webhook_deliveries_total{outcome=\"failed_attempt\"}") >= 2.0);
+    assert!(value("switchboard_webhook_deliveries_total{outcome=\"delivered\"}") >= 2.0);
+    assert!(value("switchboard_webhook_delivery_lag_seconds_sum") > 0.0);
     assert!(board.terminate(), "clean shutdown:\n{}", board.log());
 }
 

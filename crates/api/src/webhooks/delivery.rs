@@ -20,6 +20,7 @@
 //! Nothing here runs on the REGISTER path: the worker only reads the history.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use switchboard_model::{Event, UnixMillis};
 use switchboard_store::{
-    AttemptOutcome, Delivery, EventQuery, NewDelivery, Store, StoreError, Webhook,
+    AttemptOutcome, Delivery, DeliveryState, EventQuery, NewDelivery, Store, StoreError, Webhook,
 };
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -95,9 +96,28 @@ pub struct WebhookClientError(String);
 pub fn spawn_webhooks(
     store: Arc<dyn Store>,
     config: WebhookConfig,
+    stats: Arc<WebhookStats>,
 ) -> Result<JoinHandle<()>, WebhookClientError> {
-    let worker = WebhookWorker::new(store, config)?;
+    let mut worker = WebhookWorker::new(store, config)?;
+    worker.stats = stats;
     Ok(tokio::spawn(worker.run()))
+}
+
+/// What the worker did, for metrics (process-local counters).
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    /// Deliveries a 2xx answered.
+    pub delivered: AtomicU64,
+    /// Attempts that failed (non-2xx or transport error).
+    pub failed_attempts: AtomicU64,
+    /// Deliveries given up after their last retry.
+    pub given_up: AtomicU64,
+    /// Hooks disabled for failing.
+    pub hooks_disabled: AtomicU64,
+    /// Sum of the delivered ones' lag, from entering the outbox to the 2xx, in ms.
+    pub lag_ms_sum: AtomicU64,
+    /// The lag of the last delivery, in ms.
+    pub last_lag_ms: AtomicU64,
 }
 
 /// See the module documentation.
@@ -106,6 +126,7 @@ pub struct WebhookWorker {
     config: WebhookConfig,
     client: reqwest::Client,
     in_flight: Arc<Mutex<InFlight>>,
+    stats: Arc<WebhookStats>,
 }
 
 impl std::fmt::Debug for WebhookWorker {
@@ -160,6 +181,7 @@ impl WebhookWorker {
             config,
             client,
             in_flight: Arc::default(),
+            stats: Arc::default(),
         })
     }
 
@@ -265,6 +287,7 @@ impl WebhookWorker {
                 config: self.config.clone(),
                 hook: hook.clone(),
                 delivery,
+                stats: self.stats.clone(),
             };
             sends.spawn(async move {
                 send.run().await;
@@ -319,6 +342,7 @@ struct Sending {
     config: WebhookConfig,
     hook: Arc<Webhook>,
     delivery: Delivery,
+    stats: Arc<WebhookStats>,
 }
 
 impl Sending {
@@ -352,6 +376,25 @@ impl Sending {
         let (hook_id, delivery_id) = (&self.hook.id, self.delivery.id);
         match recorded {
             Ok(Ok(recorded)) => {
+                let stats = &self.stats;
+                match recorded.state {
+                    DeliveryState::Delivered => {
+                        let lag = u64::try_from(at_ms - self.delivery.created_ms).unwrap_or(0);
+                        stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        stats.lag_ms_sum.fetch_add(lag, Ordering::Relaxed);
+                        stats.last_lag_ms.store(lag, Ordering::Relaxed);
+                    }
+                    DeliveryState::Failed => {
+                        stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                        stats.given_up.fetch_add(1, Ordering::Relaxed);
+                    }
+                    DeliveryState::Pending => {
+                        stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if recorded.disabled.is_some() {
+                    stats.hooks_disabled.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(
                     webhook_id = %hook_id,
                     delivery_id,
