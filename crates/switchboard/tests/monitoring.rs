@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Switchboard;
+use common::receiver::Receiver;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
@@ -381,6 +382,15 @@ fn every_state_is_reached_for_real_and_shown_by_the_api_and_the_stream() {
     }
     let world = world();
     let board = &world.board;
+    // A webhook for every event, to a receiver that always answers 200.
+    let receiver = Receiver::start(0);
+    let hook = board.api(
+        &world.token,
+        "POST",
+        &format!("/v2/accounts/{}/webhooks", world.account),
+        Some(&json!({"url": receiver.url(), "events": ["*"]}).to_string()),
+    );
+    assert_eq!(hook.status, 201, "{}", hook.text);
     // The stream opened after the devices were created replays them from the history.
     let stream = Stream::open(&world, Some(0));
     for name in NAMES {

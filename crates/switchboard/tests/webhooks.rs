@@ -9,172 +9,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use common::receiver::{Received, Receiver};
 use common::{REALM, Switchboard};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use sha2::Sha256;
-
-// ---- the receiver ------------------------------------------------------------------------
-
-/// One request the receiver saw, and the status it answered.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    headers: Vec<(String, String)>,
-    body: String,
-    answered: u16,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map_or("", |(_, value)| value.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("the body is JSON")
-    }
-}
-
-/// An HTTP receiver: answers `fail_first` requests with 500 (all of them with `u16::MAX`),
-/// the others with 200.
-struct Receiver {
-    port: u16,
-    seen: Arc<Mutex<Vec<Received>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start(fail_first: usize) -> Receiver {
-        Receiver::on(0, fail_first)
-    }
-
-    fn on(port: u16, fail_first: usize) -> Receiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
-        let port = listener.local_addr().expect("addr").port();
-        let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let (seen, stop) = (seen.clone(), stop.clone());
-            move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let count = seen.lock().expect("lock").len();
-                    let status = if fail_first == usize::MAX || count < fail_first {
-                        500
-                    } else {
-                        200
-                    };
-                    if let Some(request) = serve_one(stream, status) {
-                        seen.lock().expect("lock").push(request);
-                    }
-                }
-            }
-        });
-        Receiver {
-            port,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    fn seen(&self) -> Vec<Received> {
-        self.seen.lock().expect("lock").clone()
-    }
-
-    /// Waits (bounded) until `check` holds for what was received.
-    fn wait(
-        &self,
-        within: Duration,
-        what: &str,
-        check: impl Fn(&[Received]) -> bool,
-    ) -> Vec<Received> {
-        let deadline = Instant::now() + within;
-        loop {
-            let seen = self.seen();
-            if check(&seen) {
-                return seen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "receiver: no {what} within {within:?}; saw {seen:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Reads one HTTP/1.1 request (head and Content-Length body) and answers `status`.
-fn serve_one(stream: TcpStream, status: u16) -> Option<Received> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let method = line.split_whitespace().next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let length = headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let mut stream = stream;
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Internal Server Error"
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    Some(Received {
-        method,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        answered: status,
-    })
-}
 
 // ---- a phone -----------------------------------------------------------------------------
 
@@ -727,18 +570,36 @@ fn a_registration_is_delivered_signed_and_retried_with_the_same_event_id() {
             == 3,
         "the registered-only hook got nothing more"
     );
-    // Prometheus counts the outcomes (the two 500s and the deliveries).
-    let (status, metrics) = board.http_get("/metrics").expect("metrics");
-    assert_eq!(status, 200);
-    let value = |series: &str| -> f64 {
+    // Prometheus counts the outcomes (the two 500s and the deliveries); the worker records an
+    // attempt a moment after the receiver has seen it.
+    let value = |metrics: &str, series: &str| -> f64 {
         metrics
             .lines()
             .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+            .unwrap_or(0.0)
     };
-    assert!(value("switchboard_webhook_deliveries_total{outcome=\"failed_attempt\"}") >= 2.0);
-    assert!(value("switchboard_webhook_deliveries_total{outcome=\"delivered\"}") >= 2.0);
-    assert!(value("switchboard_webhook_delivery_lag_seconds_sum") > 0.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, metrics) = board.http_get("/metrics").expect("metrics");
+        assert_eq!(status, 200);
+        let failed = value(
+            &metrics,
+            "switchboard_webhook_deliveries_total{outcome=\"failed_attempt\"}",
+        );
+        let delivered = value(
+            &metrics,
+            "switchboard_webhook_deliveries_total{outcome=\"delivered\"}",
+        );
+        let lag = value(&metrics, "switchboard_webhook_delivery_lag_seconds_sum");
+        if failed >= 2.0 && delivered >= 2.0 && lag > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook metrics did not count:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(board.terminate(), "clean shutdown:\n{}", board.log());
 }
 

@@ -2,6 +2,8 @@
 //! clients (`sipp`, raw sockets, plain HTTP). Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
