@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use switchboard_model::Transport;
 use switchboard_registrar::{Algorithm, ChallengeStyle, RegistrarConfig};
-use switchboard_runtime::{KeepaliveConfig, Listen, ServerConfig};
+use switchboard_runtime::{KeepaliveConfig, Listen, ServerConfig, TlsFiles};
 use switchboard_store::Synchronous;
 
 /// The file's shape. Every field is optional: absent means "the default".
@@ -21,6 +22,10 @@ pub struct FileConfig {
     pub http_listen: Option<String>,
     pub sip_listen: Option<Vec<String>>,
     pub sip_aliases: Option<Vec<String>>,
+    /// PEM certificate chain for `tls` listeners (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     pub log_format: Option<String>,
     #[serde(default)]
     pub registrar: RegistrarSection,
@@ -117,6 +122,8 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("SWITCHBOARD_HTTP_LISTEN", "http_listen", Kind::Text),
     ("SWITCHBOARD_SIP_LISTEN", "sip_listen", Kind::List),
     ("SWITCHBOARD_SIP_ALIASES", "sip_aliases", Kind::List),
+    ("SWITCHBOARD_TLS_CERT", "tls_cert", Kind::Text),
+    ("SWITCHBOARD_TLS_KEY", "tls_key", Kind::Text),
     ("SWITCHBOARD_LOG_FORMAT", "log_format", Kind::Text),
     (
         "SWITCHBOARD_REGISTRAR_MIN_EXPIRES",
@@ -373,11 +380,15 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub sip_listen: Vec<String>,
     pub http_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8000";
 pub const DEFAULT_SIP_LISTEN: &[&str] = &["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"];
+/// Added to the defaults when a certificate is configured.
+pub const DEFAULT_TLS_LISTEN: &[&str] = &["tls:0.0.0.0:5061"];
 
 impl Settings {
     pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Settings> {
@@ -392,11 +403,30 @@ impl Settings {
         let http_listen: SocketAddr = http_text
             .parse()
             .with_context(|| format!("http_listen '{http_text}' is not HOST:PORT"))?;
+        let tls = match (
+            overrides.tls_cert.or(file.tls_cert),
+            overrides.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => bail!("tls_cert is set but tls_key is not: both are needed"),
+            (None, Some(_)) => bail!("tls_key is set but tls_cert is not: both are needed"),
+        };
         let sip_specs = if !overrides.sip_listen.is_empty() {
             overrides.sip_listen
         } else {
-            file.sip_listen
-                .unwrap_or_else(|| DEFAULT_SIP_LISTEN.iter().map(|s| (*s).to_owned()).collect())
+            file.sip_listen.unwrap_or_else(|| {
+                let tls_defaults = if tls.is_some() {
+                    DEFAULT_TLS_LISTEN
+                } else {
+                    &[]
+                };
+                DEFAULT_SIP_LISTEN
+                    .iter()
+                    .chain(tls_defaults)
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            })
         };
         if sip_specs.is_empty() {
             bail!("sip_listen is empty: at least one SIP listener is needed");
@@ -405,6 +435,15 @@ impl Settings {
             .iter()
             .map(|spec| spec.parse::<Listen>().map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if tls.is_none()
+            && let Some(listen) = sip_listen
+                .iter()
+                .find(|listen| listen.transport == Transport::Tls)
+        {
+            bail!(
+                "sip_listen {listen} needs a certificate: set --tls-cert and --tls-key (or tls_cert and tls_key)"
+            );
+        }
         let log_json = match file.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -428,6 +467,7 @@ impl Settings {
                 .notify_timeout_ms
                 .unwrap_or(switchboard_runtime::client::TIMER_F_MS),
             keepalive: keepalive_config(&file.registrar)?,
+            tls,
             ..ServerConfig::default()
         };
         if !(100..=600_000).contains(&server.notify_timeout_ms) {
@@ -745,6 +785,70 @@ mod tests {
         assert_eq!(settings.server.keepalive.timeout_ms, 400);
         let off = resolve(&[("SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL", "0")]);
         assert!(off.server.keepalive.interval.is_zero());
+    }
+
+    #[test]
+    fn a_certificate_adds_the_tls_listener_and_tls_without_one_is_an_error() {
+        let resolve = |pairs: &[(&str, &str)], overrides: Overrides| {
+            load(None, &env(pairs)).and_then(|file| Settings::resolve(file, overrides))
+        };
+        let plain = resolve(&[], Overrides::default()).expect("resolves");
+        assert!(plain.server.tls.is_none());
+        assert!(
+            plain
+                .server
+                .sip_listen
+                .iter()
+                .all(|listen| listen.transport != Transport::Tls)
+        );
+        let with_cert = resolve(
+            &[
+                ("SWITCHBOARD_TLS_CERT", "/etc/sb/cert.pem"),
+                ("SWITCHBOARD_TLS_KEY", "/etc/sb/key.pem"),
+            ],
+            Overrides::default(),
+        )
+        .expect("resolves");
+        let files = with_cert.server.tls.expect("tls files");
+        assert_eq!(files.cert, PathBuf::from("/etc/sb/cert.pem"));
+        assert_eq!(files.key, PathBuf::from("/etc/sb/key.pem"));
+        let tls: Vec<_> = with_cert
+            .server
+            .sip_listen
+            .iter()
+            .filter(|listen| listen.transport == Transport::Tls)
+            .collect();
+        assert_eq!(tls.len(), 1);
+        assert_eq!(tls[0].addr.port(), 5061);
+        // Flags win over the environment.
+        let flagged = resolve(
+            &[
+                ("SWITCHBOARD_TLS_CERT", "/env/cert.pem"),
+                ("SWITCHBOARD_TLS_KEY", "/env/key.pem"),
+            ],
+            Overrides {
+                tls_cert: Some(PathBuf::from("/flag/cert.pem")),
+                tls_key: Some(PathBuf::from("/flag/key.pem")),
+                ..Overrides::default()
+            },
+        )
+        .expect("resolves");
+        assert_eq!(
+            flagged.server.tls.expect("tls").cert,
+            PathBuf::from("/flag/cert.pem")
+        );
+        let error = resolve(
+            &[],
+            Overrides {
+                sip_listen: vec!["tls:127.0.0.1:5061".to_owned()],
+                ..Overrides::default()
+            },
+        )
+        .expect_err("no certificate");
+        assert!(error.to_string().contains("--tls-cert"), "{error}");
+        let error = resolve(&[("SWITCHBOARD_TLS_CERT", "/c.pem")], Overrides::default())
+            .expect_err("cert without key");
+        assert!(error.to_string().contains("tls_key"), "{error}");
     }
 
     #[test]
