@@ -1,4 +1,4 @@
-//! The tokio runtime around the sans-IO registrar: SIP listeners (UDP, TCP, TLS), the transaction
+//! The tokio runtime around the sans-IO registrar: SIP listeners (UDP, TCP, TLS, WebSocket), the transaction
 //! layer, the in-memory directory cache and binding table, and the timers (binding expiry,
 //! directory refresh, transaction cleanup, keepalive OPTIONS).
 //!
@@ -18,6 +18,7 @@ pub mod tls;
 pub mod tracker;
 pub mod transaction;
 pub mod transport;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -40,7 +41,7 @@ pub use service::{LocalNames, SipService, Stats};
 pub use tls::{Certificates, TlsError, TlsFiles};
 pub use tracker::Tracker;
 
-/// One SIP listener: `udp:HOST:PORT`, `tcp:HOST:PORT` or `tls:HOST:PORT`.
+/// One SIP listener: `SCHEME:HOST:PORT` with scheme `udp`, `tcp`, `tls`, `ws` or `wss`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub transport: Transport,
@@ -54,13 +55,9 @@ impl FromStr for Listen {
         let (scheme, address) = text
             .split_once(':')
             .ok_or_else(|| format!("'{text}': expected SCHEME:HOST:PORT, e.g. udp:0.0.0.0:5060"))?;
-        let transport = Transport::parse(scheme)
-            .ok_or_else(|| format!("'{text}': unknown transport '{scheme}' (udp, tcp, tls)"))?;
-        if !matches!(transport, Transport::Udp | Transport::Tcp | Transport::Tls) {
-            return Err(format!(
-                "'{text}': transport '{scheme}' is not available yet (udp, tcp, tls)"
-            ));
-        }
+        let transport = Transport::parse(scheme).ok_or_else(|| {
+            format!("'{text}': unknown transport '{scheme}' (udp, tcp, tls, ws, wss)")
+        })?;
         let addr = address
             .parse::<SocketAddr>()
             .map_err(|_| format!("'{text}': '{address}' is not HOST:PORT (IPv6 as [::]:5060)"))?;
@@ -92,7 +89,7 @@ pub struct ServerConfig {
     pub notify_timeout_ms: u64,
     /// The keepalive pinger (OPTIONS to every binding); `interval` zero turns it off.
     pub keepalive: KeepaliveConfig,
-    /// The certificate for `tls` listeners; required when one is configured.
+    /// The certificate for `tls` and `wss` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
 
@@ -169,7 +166,7 @@ impl Server {
         if let Some(listen) = config
             .sip_listen
             .iter()
-            .find(|listen| listen.transport == Transport::Tls)
+            .find(|listen| matches!(listen.transport, Transport::Tls | Transport::Wss))
             && config.tls.is_none()
         {
             return Err(StartError::NoCertificate { listen: *listen });
@@ -295,6 +292,25 @@ impl Server {
                         shutdown_rx.clone(),
                     ))
                 }
+                (Transport::Wss, Some(certificates)) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(
+                        certificates.server_config(&[b"http/1.1"])?,
+                    );
+                    tokio::spawn(ws::serve_ws(
+                        listener,
+                        Some(acceptor),
+                        service.clone(),
+                        tracker.clone(),
+                        shutdown_rx.clone(),
+                    ))
+                }
+                (Transport::Ws, _) => tokio::spawn(ws::serve_ws(
+                    listener,
+                    None,
+                    service.clone(),
+                    tracker.clone(),
+                    shutdown_rx.clone(),
+                )),
                 _ => tokio::spawn(transport::serve_tcp(
                     listener,
                     service.clone(),
@@ -537,8 +553,15 @@ mod tests {
         assert!("sctp:1.2.3.4:5060".parse::<Listen>().is_err());
         assert!("udp:nohost".parse::<Listen>().is_err());
         assert_eq!(listen.to_string(), "tcp:[::1]:5070");
-        let tls: Listen = "tls:0.0.0.0:5061".parse().expect("valid");
-        assert_eq!(tls.transport, Transport::Tls);
+        for (spec, transport) in [
+            ("tls:0.0.0.0:5061", Transport::Tls),
+            ("ws:0.0.0.0:5066", Transport::Ws),
+            ("wss:0.0.0.0:7443", Transport::Wss),
+        ] {
+            let listen: Listen = spec.parse().expect("valid");
+            assert_eq!(listen.transport, transport);
+            assert_eq!(listen.to_string(), spec);
+        }
     }
 
     #[test]

@@ -387,8 +387,8 @@ pub struct Overrides {
 pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8000";
 pub const DEFAULT_SIP_LISTEN: &[&str] = &["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"];
-/// Added to the defaults when a certificate is configured.
-pub const DEFAULT_TLS_LISTEN: &[&str] = &["tls:0.0.0.0:5061"];
+/// Added to the defaults when a certificate is configured (`ws` is off unless configured).
+pub const DEFAULT_TLS_LISTEN: &[&str] = &["tls:0.0.0.0:5061", "wss:0.0.0.0:7443"];
 
 impl Settings {
     pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Settings> {
@@ -438,7 +438,7 @@ impl Settings {
         if tls.is_none()
             && let Some(listen) = sip_listen
                 .iter()
-                .find(|listen| listen.transport == Transport::Tls)
+                .find(|listen| matches!(listen.transport, Transport::Tls | Transport::Wss))
         {
             bail!(
                 "sip_listen {listen} needs a certificate: set --tls-cert and --tls-key (or tls_cert and tls_key)"
@@ -820,6 +820,21 @@ mod tests {
             .collect();
         assert_eq!(tls.len(), 1);
         assert_eq!(tls[0].addr.port(), 5061);
+        let wss: Vec<_> = with_cert
+            .server
+            .sip_listen
+            .iter()
+            .filter(|listen| listen.transport == Transport::Wss)
+            .collect();
+        assert_eq!(wss.len(), 1);
+        assert_eq!(wss[0].addr.port(), 7443);
+        assert!(
+            with_cert
+                .server
+                .sip_listen
+                .iter()
+                .all(|listen| listen.transport != Transport::Ws)
+        );
         // Flags win over the environment.
         let flagged = resolve(
             &[
@@ -846,6 +861,21 @@ mod tests {
         )
         .expect_err("no certificate");
         assert!(error.to_string().contains("--tls-cert"), "{error}");
+        let error = resolve(
+            &[(
+                "SWITCHBOARD_SIP_LISTEN",
+                "udp:127.0.0.1:5060,wss:127.0.0.1:7443",
+            )],
+            Overrides::default(),
+        )
+        .expect_err("wss without certificate");
+        assert!(error.to_string().contains("wss:127.0.0.1:7443"), "{error}");
+        let plain_ws = resolve(
+            &[("SWITCHBOARD_SIP_LISTEN", "ws:127.0.0.1:5066")],
+            Overrides::default(),
+        )
+        .expect("ws needs no certificate");
+        assert_eq!(plain_ws.server.sip_listen[0].transport, Transport::Ws);
         let error = resolve(&[("SWITCHBOARD_TLS_CERT", "/c.pem")], Overrides::default())
             .expect_err("cert without key");
         assert!(error.to_string().contains("tls_key"), "{error}");

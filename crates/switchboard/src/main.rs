@@ -60,11 +60,12 @@ struct Common {
 struct ServeArgs {
     #[command(flatten)]
     common: Common,
-    /// SIP listener SCHEME:HOST:PORT (udp, tcp, tls); repeatable. Default udp and tcp on
-    /// 0.0.0.0:5060, and tls on 0.0.0.0:5061 when a certificate is configured.
+    /// SIP listener SCHEME:HOST:PORT (udp, tcp, tls, ws, wss); repeatable. Default udp and tcp
+    /// on 0.0.0.0:5060, and tls on 0.0.0.0:5061 and wss on 0.0.0.0:7443 when a certificate is
+    /// configured.
     #[arg(long = "sip-listen", value_name = "SCHEME:HOST:PORT")]
     sip_listen: Vec<String>,
-    /// PEM certificate chain for tls listeners (reloaded on SIGHUP).
+    /// PEM certificate chain for tls and wss listeners (reloaded on SIGHUP).
     #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert (reloaded on SIGHUP).
@@ -404,7 +405,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     if settings.server.tls.is_none() {
         info!(
-            "tls listener off: no certificate configured (--tls-cert and --tls-key, or tls_cert and tls_key)"
+            "tls listener off: no certificate configured (--tls-cert and --tls-key, or tls_cert and tls_key); no tls or wss listener"
         );
     }
     let result = runtime.block_on(async {
