@@ -14,6 +14,7 @@ pub mod histogram;
 pub mod keepalive;
 pub mod location;
 pub mod service;
+pub mod stun;
 pub mod tls;
 pub mod tracker;
 pub mod transaction;
@@ -419,7 +420,11 @@ async fn sweep_loop(
             _ = shutdown.changed() => break,
         }
         let now = clock::now_ms();
-        for commit in sweep_expired(&bindings, store.as_ref(), now) {
+        let closed_flows = service.sweep_closed_flows(now);
+        for commit in sweep_expired(&bindings, store.as_ref(), now)
+            .into_iter()
+            .chain(closed_flows)
+        {
             if let Err(error) = commit.await {
                 warn!(%error, "recording expired bindings failed");
             }
@@ -475,7 +480,7 @@ pub fn flush_device(
     })
 }
 
-fn expired_event(binding: &Binding, now: i64) -> Event {
+pub(crate) fn expired_event(binding: &Binding, now: i64) -> Event {
     Event {
         id: 0,
         at_ms: now,

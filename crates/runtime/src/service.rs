@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use switchboard_model::{Binding, Change, Event, EventKind, Transport};
 use switchboard_registrar::date::http_date;
-use switchboard_registrar::{AuthOutcome, Inspected, Origin, Refusal, Registrar};
+use switchboard_registrar::{
+    AuthOutcome, Inspected, Origin, OutboundUse, Refusal, Registrar, outbound_use,
+};
 use switchboard_sip::{Message, Method, ResponseWriter};
 use switchboard_store::Store;
 use tracing::{debug, warn};
@@ -27,8 +29,8 @@ use crate::transport::{Outbound, SendError};
 
 /// Methods this server implements (the `Allow` header).
 pub const ALLOW: &str = "REGISTER, OPTIONS";
-/// Option tags we support (none that would need a `Require` from the client yet).
-const SUPPORTED: &[&str] = &[];
+/// Option tags a client may `Require` of us (RFC 5626 outbound).
+const SUPPORTED: &[&str] = &["outbound"];
 
 /// Counters, read by metrics and tests.
 #[derive(Debug, Default)]
@@ -51,6 +53,8 @@ pub struct Stats {
     pub keepalives_failed: AtomicU64,
     /// Round trip of answered keepalives.
     pub keepalive_rtt: crate::histogram::Histogram,
+    /// STUN binding requests (RFC 5626 §4.4.2 keepalives) answered on the UDP SIP port.
+    pub stun_answered: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -96,6 +100,16 @@ pub struct Outgoing {
     pub destination: SocketAddr,
 }
 
+/// An RFC 5626 flow whose connection closed: its binding is removed at `due_ms` unless the
+/// client registered it again (on a new connection) by then.
+#[derive(Debug, Clone)]
+struct ClosedFlow {
+    due_ms: i64,
+    device_id: String,
+    key: String,
+    connection_id: u64,
+}
+
 /// See the module documentation.
 pub struct SipService {
     registrar: Registrar,
@@ -108,6 +122,7 @@ pub struct SipService {
     client: ClientTransactions,
     /// Timer F for the requests we originate.
     client_timeout_ms: u64,
+    closed_flows: std::sync::Mutex<Vec<ClosedFlow>>,
     pub stats: Stats,
 }
 
@@ -140,6 +155,7 @@ impl SipService {
             outbound: Outbound::default(),
             client: ClientTransactions::default(),
             client_timeout_ms,
+            closed_flows: std::sync::Mutex::default(),
             stats: Stats::default(),
         }
     }
@@ -169,19 +185,87 @@ impl SipService {
         if devices.is_empty() {
             return;
         }
+        let now = now_ms();
         let commits = crate::keepalive::mark_connection_closed(
             &self.bindings,
             self.store.as_ref(),
             connection_id,
             devices,
-            now_ms(),
+            now,
         );
+        // Outbound flows (RFC 5626: +sip.instance and reg-id) are removed if the client does
+        // not register them again within the flow timer; plain bindings wait for expiry.
+        let due_ms = now + i64::from(self.registrar.config().flow_timer) * 1000;
+        let mut flows = Vec::new();
+        for device_id in devices {
+            for binding in self.bindings.device_bindings(device_id) {
+                if binding.connection_id == Some(connection_id)
+                    && binding.instance.is_some()
+                    && binding.reg_id.is_some()
+                {
+                    flows.push(ClosedFlow {
+                        due_ms,
+                        device_id: binding.device_id,
+                        key: binding.key,
+                        connection_id,
+                    });
+                }
+            }
+        }
+        if !flows.is_empty() {
+            self.closed_flows
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(flows);
+        }
         for commit in commits {
             if let Err(error) = commit.await {
                 bump(&self.stats.storage_errors);
                 warn!(%error, "recording offline bindings failed");
             }
         }
+    }
+
+    /// Removes the outbound bindings whose connection closed more than the flow timer ago
+    /// and that were not registered again since (still on the closed connection), each with
+    /// an `expired` event; the commits to await.
+    pub fn sweep_closed_flows(&self, now: i64) -> Vec<switchboard_store::CommitFuture> {
+        let due: Vec<ClosedFlow> = {
+            let mut flows = self.closed_flows.lock().unwrap_or_else(|e| e.into_inner());
+            if flows.is_empty() {
+                return Vec::new();
+            }
+            let (due, waiting) = flows.drain(..).partition(|flow| flow.due_ms <= now);
+            *flows = waiting;
+            due
+        };
+        let mut commits = Vec::new();
+        for flow in due {
+            self.bindings.with_device(&flow.device_id, |list| {
+                let Some(index) = list.iter().position(|binding| {
+                    binding.key == flow.key
+                        && binding.connection_id == Some(flow.connection_id)
+                        && !binding.reachable
+                }) else {
+                    return;
+                };
+                let binding = list.remove(index);
+                let event = Event {
+                    reason: Some(
+                        "outbound flow closed and not recovered within Flow-Timer".to_owned(),
+                    ),
+                    ..crate::expired_event(&binding, now)
+                };
+                commits.push(self.store.commit(vec![
+                    Change::AppendEvent(event),
+                    Change::RemoveBinding {
+                        device_id: binding.device_id,
+                        key: binding.key,
+                    },
+                ]));
+            });
+        }
+        commits
     }
 
     /// Client transactions still waiting for a final response.
@@ -311,6 +395,30 @@ impl SipService {
                 self.outbound
                     .send_udp(binding.local, binding.received, bytes)
                     .await
+            }
+        }
+    }
+
+    /// Answers a STUN Binding request that arrived on a UDP SIP socket (RFC 5626 §4.4.2):
+    /// a success response with the source address as XOR-MAPPED-ADDRESS. Anything else that
+    /// looks like STUN is dropped (and counted malformed).
+    pub async fn answer_stun(
+        &self,
+        socket: &tokio::net::UdpSocket,
+        data: &[u8],
+        source: SocketAddr,
+    ) {
+        match crate::stun::parse_binding_request(data) {
+            Some(request) => {
+                bump(&self.stats.stun_answered);
+                let answer = crate::stun::binding_success(&request, source);
+                if let Err(error) = socket.send_to(&answer, source).await {
+                    debug!(%source, %error, "stun answer not sent");
+                }
+            }
+            None => {
+                bump(&self.stats.malformed);
+                debug!(%source, "stun message that is not a binding request; dropped");
             }
         }
     }
@@ -469,6 +577,10 @@ impl SipService {
                 return self.refuse(msg, origin, &refusal, Some(realm), now);
             }
         }
+        if outbound_use(msg) == OutboundUse::FirstHopLacksSupport {
+            bump(&self.stats.refused);
+            return self.refuse(msg, origin, &Refusal::FirstHopLacksOutbound, None, now);
+        }
         self.bind(msg, &inspected, origin, &cached, now).await
     }
 
@@ -493,7 +605,15 @@ impl SipService {
         now: i64,
     ) -> Vec<u8> {
         let date = http_date(now);
+        let flow = outbound_use(msg) == OutboundUse::Flow;
+        let flow_timer = self.registrar.config().flow_timer;
         self.simple_response(msg, origin, 200, "OK", |w| {
+            if flow {
+                // RFC 5626 §6: the flow is kept; the client sends keepalives every
+                // Flow-Timer seconds (CRLF on streams, STUN on UDP).
+                w.header("Require", "outbound");
+                w.header("Flow-Timer", &flow_timer.to_string());
+            }
             for binding in bindings.iter().filter(|b| b.expires_at_ms > now) {
                 let value = format!(
                     "<{}>{};expires={}",

@@ -192,6 +192,11 @@ pub async fn serve_udp(
         if len == 0 || len > MAX_MESSAGE {
             continue;
         }
+        // RFC 5626 §4.4.2 keepalive: a STUN Binding request on the SIP port, never SIP.
+        if crate::stun::is_stun(&buf[..len]) {
+            service.answer_stun(&socket, &buf[..len], source).await;
+            continue;
+        }
         let data = buf[..len].to_vec();
         let origin = Origin {
             source,

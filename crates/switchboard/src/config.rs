@@ -106,6 +106,8 @@ pub struct RegistrarSection {
     pub keepalive_failures: Option<u32>,
     /// How long a keepalive OPTIONS waits for its final response (default 5000).
     pub keepalive_timeout_ms: Option<u64>,
+    /// RFC 5626 `Flow-Timer` in seconds, told to outbound clients (default 120).
+    pub flow_timer: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -183,6 +185,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "SWITCHBOARD_REGISTRAR_KEEPALIVE_TIMEOUT_MS",
         "registrar.keepalive_timeout_ms",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_FLOW_TIMER",
+        "registrar.flow_timer",
         Kind::Integer,
     ),
     (
@@ -677,6 +684,10 @@ fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfi
     if max_contacts == 0 {
         bail!("registrar.max_contacts must be at least 1");
     }
+    let flow_timer = section.flow_timer.unwrap_or(defaults.flow_timer);
+    if !(1..=3600).contains(&flow_timer) {
+        bail!("registrar.flow_timer must lie between 1 and 3600 seconds");
+    }
     Ok(RegistrarConfig {
         min_expires,
         default_expires,
@@ -687,6 +698,7 @@ fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfi
         allow_legacy_digest: section
             .allow_legacy_digest
             .unwrap_or(defaults.allow_legacy_digest),
+        flow_timer,
         ..defaults
     })
 }
@@ -946,6 +958,7 @@ mod tests {
                 .contains("keepalive_timeout_ms")
         );
         assert!(bad(&[("SWITCHBOARD_WEBHOOKS_RETRY_BASE_MS", "1")]).contains("retry_base_ms"));
+        assert!(bad(&[("SWITCHBOARD_REGISTRAR_FLOW_TIMER", "0")]).contains("flow_timer"));
         assert!(bad(&[("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "0")]).contains("max_in_flight"));
     }
 }
