@@ -27,8 +27,9 @@ use crate::location::BindingTable;
 use crate::transaction::{Begin, Transactions};
 use crate::transport::{Outbound, SendError};
 
-/// Methods this server implements (the `Allow` header).
-pub const ALLOW: &str = "REGISTER, OPTIONS";
+/// Methods this server implements (the `Allow` header). INVITE is answered as a redirect
+/// server (302 to the user's contacts); ACK and CANCEL belong to it.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, REGISTER, OPTIONS";
 /// Option tags a client may `Require` of us (RFC 5626 outbound).
 const SUPPORTED: &[&str] = &["outbound"];
 
@@ -467,6 +468,7 @@ impl SipService {
         let bytes = match request.method {
             Method::Ack => return None,
             Method::Register => return self.register_transaction(&msg, origin, destination).await,
+            Method::Invite => self.redirect(&msg, &origin).await,
             Method::Options => self.simple_response(&msg, &origin, 200, "OK", |w| {
                 w.header("Allow", ALLOW);
                 w.header("Accept", "application/sdp");
@@ -700,26 +702,109 @@ impl SipService {
     }
 
     async fn find_device(&self, inspected: &Inspected<'_>) -> Option<Arc<CachedDevice>> {
-        let account = match self.directory.cached_account(inspected.realm) {
-            Some(account) => account,
-            None => {
-                let directory = self.directory.clone();
-                let realm = inspected.realm.to_ascii_lowercase();
-                tokio::task::spawn_blocking(move || directory.load_account(&realm))
-                    .await
-                    .ok()?
-                    .ok()??
-            }
-        };
-        if let Some(device) = self.directory.cached_device(&account.id, inspected.user) {
+        let account = self.find_account(inspected.realm).await?;
+        self.find_device_in(account, inspected.user).await
+    }
+
+    /// The account whose realm is `realm` (the cache, the store on a miss).
+    async fn find_account(&self, realm: &str) -> Option<Arc<switchboard_model::Account>> {
+        if let Some(account) = self.directory.cached_account(realm) {
+            return Some(account);
+        }
+        let directory = self.directory.clone();
+        let realm = realm.to_ascii_lowercase();
+        tokio::task::spawn_blocking(move || directory.load_account(&realm))
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    /// The device of `account` whose SIP username is `user` (the cache, the store on a miss).
+    async fn find_device_in(
+        &self,
+        account: Arc<switchboard_model::Account>,
+        user: &str,
+    ) -> Option<Arc<CachedDevice>> {
+        if let Some(device) = self.directory.cached_device(&account.id, user) {
             return Some(device);
         }
         let directory = self.directory.clone();
-        let user = inspected.user.to_owned();
+        let user = user.to_owned();
         tokio::task::spawn_blocking(move || directory.load_device(&account, &user))
             .await
             .ok()?
             .ok()?
+    }
+
+    /// Where a call to `user@realm` forks to (seed 002): the user of the account with that
+    /// username, or the owner of the device with that SIP username (a device without an
+    /// owner stands for itself); every live, reachable binding of every device the user owns,
+    /// by q then most recent ([`switchboard_model::location::reachable_by_q`]).
+    pub async fn locate(&self, user: &str, realm: &str) -> Vec<Binding> {
+        let Some(account) = self.find_account(realm).await else {
+            return Vec::new();
+        };
+        let store = self.store.clone();
+        let (account_id, name) = (account.id.clone(), user.to_owned());
+        let owner = tokio::task::spawn_blocking(move || store.user_by_username(&account_id, &name))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .map(|user| user.id);
+        let devices: Vec<String> = match owner {
+            Some(owner) => self.owned_devices(&account.id, owner).await,
+            None => match self.find_device_in(account.clone(), user).await {
+                Some(cached) => match cached.device.owner_id.clone() {
+                    Some(owner) => self.owned_devices(&account.id, owner).await,
+                    None => vec![cached.device.id.clone()],
+                },
+                None => Vec::new(),
+            },
+        };
+        let bindings = devices
+            .iter()
+            .flat_map(|device_id| self.bindings.device_bindings(device_id))
+            .collect();
+        switchboard_model::location::reachable_by_q(bindings, now_ms())
+    }
+
+    /// The ids of the account's devices `owner` owns.
+    async fn owned_devices(&self, account_id: &str, owner: String) -> Vec<String> {
+        let store = self.store.clone();
+        let account_id = account_id.to_owned();
+        tokio::task::spawn_blocking(move || store.devices(&account_id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|device| device.owner_id.as_deref() == Some(owner.as_str()))
+            .map(|device| device.id)
+            .collect()
+    }
+
+    /// Answers an INVITE as a redirect server: `302 Moved Temporarily` listing the contacts of
+    /// the Request-URI's user ([`SipService::locate`]) each with its `q`, `404` when there are
+    /// none (unknown user, or nothing reachable).
+    async fn redirect(&self, msg: &Message<'_>, origin: &Origin) -> Vec<u8> {
+        let target = msg
+            .request()
+            .and_then(|request| switchboard_sip::Uri::parse(request.uri).ok())
+            .and_then(|uri| Some((uri.user.filter(|u| !u.is_empty())?, uri.host)));
+        let contacts = match target {
+            Some((user, host)) => self.locate(user, host).await,
+            None => Vec::new(),
+        };
+        if contacts.is_empty() {
+            return self.simple_response(msg, origin, 404, "Not Found", |_| {});
+        }
+        self.simple_response(msg, origin, 302, "Moved Temporarily", |w| {
+            for binding in &contacts {
+                let q = switchboard_model::location::q_text(binding.q_milli);
+                w.header("Contact", &format!("<{}>;q={q}", binding.contact));
+            }
+        })
     }
 
     fn refuse(
