@@ -13,7 +13,7 @@ use switchboard_registrar::date::http_date;
 use switchboard_registrar::{
     AuthOutcome, Inspected, Origin, OutboundUse, Refusal, Registrar, outbound_use,
 };
-use switchboard_sip::{Message, Method, ResponseWriter};
+use switchboard_sip::{HeaderName, Message, Method, ResponseWriter};
 use switchboard_store::Store;
 use tracing::{debug, warn};
 
@@ -30,8 +30,8 @@ use crate::transport::{Outbound, SendError};
 /// Methods this server implements (the `Allow` header). INVITE is answered as a redirect
 /// server (302 to the user's contacts); ACK and CANCEL belong to it.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, REGISTER, OPTIONS";
-/// Option tags a client may `Require` of us (RFC 5626 outbound).
-const SUPPORTED: &[&str] = &["outbound"];
+/// Option tags a client may `Require` of us (RFC 5626 outbound, RFC 3327 Path).
+const SUPPORTED: &[&str] = &["outbound", "path"];
 
 /// Counters, read by metrics and tests.
 #[derive(Debug, Default)]
@@ -387,14 +387,19 @@ impl SipService {
             .collect()
     }
 
+    /// Sends over the binding's flow: its connection on streams; on UDP to the first Path
+    /// hop when the binding has a Path naming an address (RFC 3327: a proxy in front), else to
+    /// the address the REGISTER came from (RFC 3581, for NAT).
     async fn send_to_binding(&self, binding: &Binding, bytes: &[u8]) -> Result<(), SendError> {
         match binding.connection_id {
             Some(id) if binding.transport.is_stream() => {
                 self.outbound.send_stream(id, bytes.to_vec()).await
             }
             _ => {
+                let destination =
+                    crate::client::first_path_hop(&binding.path).unwrap_or(binding.received);
                 self.outbound
-                    .send_udp(binding.local, binding.received, bytes)
+                    .send_udp(binding.local, destination, bytes)
                     .await
             }
         }
@@ -609,7 +614,19 @@ impl SipService {
         let date = http_date(now);
         let flow = outbound_use(msg) == OutboundUse::Flow;
         let flow_timer = self.registrar.config().flow_timer;
+        // RFC 3327 §5.3: a UA that supports Path is told the path it was registered with.
+        let path = if supports(msg, "path") {
+            msg.list_values(HeaderName::Path)
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            String::new()
+        };
         self.simple_response(msg, origin, 200, "OK", |w| {
+            if !path.is_empty() {
+                w.header("Path", &path);
+            }
             if flow {
                 // RFC 5626 §6: the flow is kept; the client sends keepalives every
                 // Flow-Timer seconds (CRLF on streams, STUN on UDP).
@@ -884,6 +901,14 @@ impl SipService {
         let bytes = self.simple_response(&msg, origin, status, error.reason(), |_| {});
         Some(Outgoing { bytes, destination })
     }
+}
+
+/// Whether the request lists `tag` in `Supported` (or `Require`).
+fn supports(msg: &Message<'_>, tag: &str) -> bool {
+    [HeaderName::Supported, HeaderName::Require]
+        .into_iter()
+        .flat_map(|name| msg.list_values(name))
+        .any(|value| value.trim().eq_ignore_ascii_case(tag))
 }
 
 /// The start line and headers of a message whose body framing is broken (a Content-Length
