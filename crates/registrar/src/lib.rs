@@ -9,6 +9,7 @@
 
 pub mod date;
 pub mod digest;
+pub mod gruu;
 pub mod outbound;
 pub mod register;
 

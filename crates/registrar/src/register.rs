@@ -152,6 +152,7 @@ pub struct Registration {
 pub struct Registrar {
     config: RegistrarConfig,
     nonces: NonceManager,
+    gruus: crate::gruu::TempGruus,
 }
 
 /// What [`Registrar::authenticate`] concluded.
@@ -176,6 +177,7 @@ impl Registrar {
     ) -> Self {
         Registrar {
             config,
+            gruus: crate::gruu::TempGruus::new(&nonce_secret),
             nonces: NonceManager::new(
                 nonce_secret,
                 nonce_lifetime_secs,
@@ -187,6 +189,11 @@ impl Registrar {
 
     pub fn config(&self) -> &RegistrarConfig {
         &self.config
+    }
+
+    /// Mints RFC 5627 temporary GRUUs under the cluster's secret.
+    pub fn gruus(&self) -> &crate::gruu::TempGruus {
+        &self.gruus
     }
 
     /// Step 1: the request-level checks of RFC 3261 §10.3 steps 1–3 that need no lookup.

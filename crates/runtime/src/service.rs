@@ -30,8 +30,9 @@ use crate::transport::{Outbound, SendError};
 /// Methods this server implements (the `Allow` header). INVITE is answered as a redirect
 /// server (302 to the user's contacts); ACK and CANCEL belong to it.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, REGISTER, OPTIONS";
-/// Option tags a client may `Require` of us (RFC 5626 outbound, RFC 3327 Path).
-const SUPPORTED: &[&str] = &["outbound", "path"];
+/// Option tags a client may `Require` of us (RFC 5626 outbound, RFC 3327 Path, RFC 5627
+/// GRUU).
+const SUPPORTED: &[&str] = &["outbound", "path", "gruu"];
 
 /// Counters, read by metrics and tests.
 #[derive(Debug, Default)]
@@ -614,6 +615,7 @@ impl SipService {
         let date = http_date(now);
         let flow = outbound_use(msg) == OutboundUse::Flow;
         let flow_timer = self.registrar.config().flow_timer;
+        let gruu = supports(msg, "gruu");
         // RFC 3327 §5.3: a UA that supports Path is told the path it was registered with.
         let path = if supports(msg, "path") {
             msg.list_values(HeaderName::Path)
@@ -634,12 +636,23 @@ impl SipService {
                 w.header("Flow-Timer", &flow_timer.to_string());
             }
             for binding in bindings.iter().filter(|b| b.expires_at_ms > now) {
-                let value = format!(
+                let mut value = format!(
                     "<{}>{};expires={}",
                     binding.contact,
                     binding.contact_params,
                     binding.remaining_secs(now)
                 );
+                if gruu && let Some(instance) = &binding.instance {
+                    // RFC 5627 §5.2: both GRUUs of an instance's binding.
+                    let temp =
+                        self.registrar
+                            .gruus()
+                            .temp_gruu(&binding.aor, instance, &binding.call_id);
+                    value.push_str(&format!(
+                        ";pub-gruu=\"{}\";temp-gruu=\"{temp}\"",
+                        switchboard_registrar::gruu::public_gruu(&binding.aor, instance)
+                    ));
+                }
                 w.header("Contact", &value);
             }
             w.header("Date", &date);
@@ -786,6 +799,41 @@ impl SipService {
         switchboard_model::location::reachable_by_q(bindings, now_ms())
     }
 
+    /// The binding an RFC 5627 GRUU names: a public GRUU (`user@realm;gr=INSTANCE`) is the
+    /// device `user`'s binding of that instance; a temporary one (`tgruu.…@realm;gr`) is
+    /// the account's binding whose temporary GRUU it is. Live and reachable only.
+    pub async fn locate_gruu(&self, user: &str, realm: &str, gr: &str) -> Vec<Binding> {
+        use switchboard_registrar::gruu::{TEMP_PREFIX, gr_value};
+        let Some(account) = self.find_account(realm).await else {
+            return Vec::new();
+        };
+        let bindings = if gr.is_empty() && user.starts_with(TEMP_PREFIX) {
+            let gruus = self.registrar.gruus();
+            let mut found = self.bindings.account_bindings(&account.id);
+            found.retain(|binding| {
+                binding.instance.as_deref().is_some_and(|instance| {
+                    gruus.temp_user(&binding.aor, instance, &binding.call_id) == user
+                })
+            });
+            found
+        } else {
+            match self.find_device_in(account, user).await {
+                Some(cached) => {
+                    let mut found = self.bindings.device_bindings(&cached.device.id);
+                    found.retain(|binding| {
+                        binding
+                            .instance
+                            .as_deref()
+                            .is_some_and(|instance| gr_value(instance) == gr)
+                    });
+                    found
+                }
+                None => Vec::new(),
+            }
+        };
+        switchboard_model::location::reachable_by_q(bindings, now_ms())
+    }
+
     /// The ids of the account's devices `owner` owns.
     async fn owned_devices(&self, account_id: &str, owner: String) -> Vec<String> {
         let store = self.store.clone();
@@ -802,15 +850,25 @@ impl SipService {
     }
 
     /// Answers an INVITE as a redirect server: `302 Moved Temporarily` listing the contacts of
-    /// the Request-URI's user ([`SipService::locate`]) each with its `q`, `404` when there are
-    /// none (unknown user, or nothing reachable).
+    /// the Request-URI's user ([`SipService::locate`]), or of the one instance a GRUU names
+    /// ([`SipService::locate_gruu`]), each with its `q`; `404` when there are none (unknown
+    /// user, or nothing reachable).
     async fn redirect(&self, msg: &Message<'_>, origin: &Origin) -> Vec<u8> {
         let target = msg
             .request()
             .and_then(|request| switchboard_sip::Uri::parse(request.uri).ok())
-            .and_then(|uri| Some((uri.user.filter(|u| !u.is_empty())?, uri.host)));
+            .and_then(|uri| {
+                let gr = uri
+                    .params
+                    .split(';')
+                    .map(|param| param.split_once('=').unwrap_or((param, "")))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("gr"))
+                    .map(|(_, value)| value.trim());
+                Some((uri.user.filter(|u| !u.is_empty())?, uri.host, gr))
+            });
         let contacts = match target {
-            Some((user, host)) => self.locate(user, host).await,
+            Some((user, host, Some(gr))) => self.locate_gruu(user, host, gr).await,
+            Some((user, host, None)) => self.locate(user, host).await,
             None => Vec::new(),
         };
         if contacts.is_empty() {

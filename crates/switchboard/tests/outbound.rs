@@ -7,7 +7,9 @@
 //!   passes without the phone coming back;
 //! - outbound asked for through a proxy whose Path lacks `ob` gets 439; with `ob` it is kept;
 //! - a STUN Binding request on the UDP SIP port is answered with the phone's address
-//!   (XOR-MAPPED-ADDRESS), and counted as a keepalive, not as a malformed message.
+//!   (XOR-MAPPED-ADDRESS), and counted as a keepalive, not as a malformed message;
+//! - RFC 5627: with `Supported: gruu` the 200 gives the instance's `pub-gruu` and
+//!   `temp-gruu`, and an INVITE to either is redirected to that instance's contact only.
 
 mod common;
 
@@ -362,4 +364,87 @@ fn a_stun_binding_request_on_the_sip_port_is_answered_with_the_mapped_address() 
         metrics.contains("switchboard_sip_malformed_total 0"),
         "{metrics}"
     );
+}
+
+/// The quoted value of a Contact parameter (`pub-gruu="…"`).
+fn quoted_param(contact: &str, name: &str) -> Option<String> {
+    let start = contact.find(&format!(";{name}=\""))? + name.len() + 3;
+    Some(contact[start..].split('"').next()?.to_owned())
+}
+
+/// An INVITE to `uri` over UDP; the final answer.
+fn invite(board: &Switchboard, uri: &str) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let port = socket.local_addr().expect("addr").port();
+    let request = format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKgr{port};rport\r\nMax-Forwards: 70\r\nFrom: <sip:caller@{REALM}>;tag=c\r\nTo: <{uri}>\r\nCall-ID: gruu-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{port}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket
+        .send_to(request.as_bytes(), ("127.0.0.1", board.sip_port))
+        .expect("send");
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (len, _) = socket.recv_from(&mut buf).expect("answer");
+        let answer = String::from_utf8_lossy(&buf[..len]).into_owned();
+        if !answer.starts_with("SIP/2.0 1") {
+            return answer;
+        }
+    }
+}
+
+#[test]
+fn a_gruu_client_gets_public_and_temporary_gruus_that_route_to_its_instance_only() {
+    let (board, _token, _account, _device) = started("gdesk");
+    let mut phone = TcpPhone::connect(board.sip_port);
+    let mut registration = outbound_registration("gdesk", phone.port(), 1);
+    registration.extra = "Supported: outbound, gruu\r\n".to_owned();
+    let ok = phone.register(&mut registration);
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let contact = contacts(&ok)[0].to_owned();
+    let public = quoted_param(&contact, "pub-gruu").expect("pub-gruu");
+    assert_eq!(
+        public,
+        format!("sip:gdesk@{REALM};gr=urn:uuid:00000000-0000-1000-8000-000A95A0E128")
+    );
+    let temporary = quoted_param(&contact, "temp-gruu").expect("temp-gruu");
+    assert!(temporary.starts_with("sip:tgruu."), "{temporary}");
+    assert!(temporary.ends_with(&format!("@{REALM};gr")), "{temporary}");
+    assert!(!temporary.contains("gdesk"), "{temporary}");
+
+    // A second, plain contact of the same device: no GRUU for it, and not reached by one.
+    let mut other = TcpPhone::connect(board.sip_port);
+    let port = other.port();
+    let mut plain = Registration::new(
+        "gdesk",
+        "gdesk-secret",
+        REALM,
+        "TCP",
+        &format!("127.0.0.1:{port}"),
+        &format!("<sip:gdesk@127.0.0.1:{port};transport=tcp>"),
+    );
+    let ok = other.register(&mut plain);
+    assert_eq!(contacts(&ok).len(), 2, "{ok}");
+    assert!(!ok.contains("pub-gruu"), "not asked for: {ok}");
+
+    let flow_contact = format!("<sip:gdesk@127.0.0.1:{};transport=tcp>;q=1.0", phone.port());
+    for gruu in [&public, &temporary] {
+        let answer = invite(&board, gruu);
+        assert!(answer.starts_with("SIP/2.0 302 "), "{gruu}: {answer}");
+        assert_eq!(
+            contacts(&answer),
+            [flow_contact.as_str()],
+            "{gruu}: {answer}"
+        );
+    }
+    // The device's AOR reaches both contacts; an unknown temporary GRUU nothing.
+    let answer = invite(&board, &format!("sip:gdesk@{REALM}"));
+    assert_eq!(contacts(&answer).len(), 2, "{answer}");
+    let answer = invite(
+        &board,
+        &format!("sip:tgruu.00112233445566778899aabbccddeeff@{REALM};gr"),
+    );
+    assert!(answer.starts_with("SIP/2.0 404 "), "{answer}");
 }
