@@ -284,7 +284,7 @@ impl Server {
             let task = match (transport, &certificates) {
                 (Transport::Tls, Some(certificates)) => {
                     let acceptor =
-                        tokio_rustls::TlsAcceptor::from(certificates.server_config(&[])?);
+                        tokio_rustls::TlsAcceptor::from(certificates.server_config(&[], true)?);
                     tokio::spawn(tls::serve_tls(
                         listener,
                         acceptor,
@@ -295,7 +295,7 @@ impl Server {
                 }
                 (Transport::Wss, Some(certificates)) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(
-                        certificates.server_config(&[b"http/1.1"])?,
+                        certificates.server_config(&[b"http/1.1"], false)?,
                     );
                     tokio::spawn(ws::serve_ws(
                         listener,

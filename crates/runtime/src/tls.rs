@@ -1,5 +1,6 @@
 //! SIP over TLS (RFC 3261 §26.2, RFC 5630): rustls with the aws-lc-rs provider, TLS 1.2 and
-//! 1.3, a certificate chain and key from PEM files.
+//! 1.3, a certificate chain and key from PEM files, and optionally client certificates
+//! verified against a CA (`tls_client_ca`; `tls` listeners only, read once at start).
 //!
 //! The certificate lives behind a resolver ([`Certificates`]) rather than in the
 //! `rustls::ServerConfig`, so [`Certificates::reload`] (SIGHUP) swaps it for new handshakes
@@ -37,6 +38,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// The private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// CA certificates (PEM) that client certificates on `tls` listeners must chain to; `None`:
+    /// no client certificate is asked for.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Why a certificate could not be loaded.
@@ -52,6 +56,8 @@ pub enum TlsError {
         key: PathBuf,
         reason: String,
     },
+    #[error("cannot read the TLS client CA {path}: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
     #[error("cannot build the TLS configuration: {0}")]
     Config(String),
 }
@@ -62,6 +68,8 @@ pub struct Certificates {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
+    /// Read once at start from `files.client_ca`.
+    client_roots: Option<Arc<rustls::RootCertStore>>,
 }
 
 impl Certificates {
@@ -69,10 +77,15 @@ impl Certificates {
     pub fn load(files: TlsFiles) -> Result<Arc<Certificates>, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let key = read_certified_key(&files, &provider)?;
+        let client_roots = match &files.client_ca {
+            Some(path) => Some(Arc::new(read_roots(path)?)),
+            None => None,
+        };
         Ok(Arc::new(Certificates {
             files,
             provider,
             current: RwLock::new(Arc::new(key)),
+            client_roots,
         }))
     }
 
@@ -88,17 +101,30 @@ impl Certificates {
         &self.files
     }
 
-    /// A server configuration using this resolver: TLS 1.2 and 1.3, no client certificate,
-    /// and `alpn` protocols to offer (none for SIP over TLS; `http/1.1` for WSS).
+    /// A server configuration using this resolver: TLS 1.2 and 1.3, `alpn` protocols to offer
+    /// (none for SIP over TLS; `http/1.1` for WSS), and, with `verify_clients` and a client
+    /// CA configured, a client certificate chaining to that CA required.
     pub fn server_config(
         self: &Arc<Self>,
         alpn: &[&[u8]],
+        verify_clients: bool,
     ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|error| TlsError::Config(error.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .map_err(|error| TlsError::Config(error.to_string()))?;
+        let builder = match (&self.client_roots, verify_clients) {
+            (Some(roots), true) => {
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.clone(),
+                    self.provider.clone(),
+                )
+                .build()
+                .map_err(|error| TlsError::Config(error.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
@@ -139,6 +165,23 @@ fn read_certified_key(
         key: files.key.clone(),
         reason: error.to_string(),
     })
+}
+
+fn read_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, TlsError> {
+    let error = |reason: String| TlsError::ClientCa {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(path).map_err(|e| error(e.to_string()))? {
+        roots
+            .add(certificate.map_err(|e| error(e.to_string()))?)
+            .map_err(|e| error(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(error("no CERTIFICATE block in the file".to_owned()));
+    }
+    Ok(roots)
 }
 
 /// Accepts TLS connections until `shutdown` flips; each is served like TCP once its handshake
@@ -238,7 +281,11 @@ mod tests {
         let key = dir.join(format!("{name}.key"));
         std::fs::write(&cert, certified.cert.pem()).expect("write cert");
         std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-        TlsFiles { cert, key }
+        TlsFiles {
+            cert,
+            key,
+            client_ca: None,
+        }
     }
 
     fn leaf(certificates: &Certificates) -> Vec<u8> {
@@ -282,21 +329,31 @@ mod tests {
         let error = Certificates::load(TlsFiles {
             cert: a.cert.clone(),
             key: b.key,
+            client_ca: None,
         })
         .expect_err("mismatch");
         assert!(matches!(error, TlsError::Mismatch { .. }), "{error}");
         let error = Certificates::load(TlsFiles {
             cert: dir.path().join("missing.crt"),
             key: a.key.clone(),
+            client_ca: None,
         })
         .expect_err("missing");
         assert!(error.to_string().contains("missing.crt"), "{error}");
         std::fs::write(dir.path().join("empty.crt"), "").expect("write");
         let error = Certificates::load(TlsFiles {
             cert: dir.path().join("empty.crt"),
-            key: a.key,
+            key: a.key.clone(),
+            client_ca: None,
         })
         .expect_err("empty");
         assert!(error.to_string().contains("no CERTIFICATE"), "{error}");
+        let error = Certificates::load(TlsFiles {
+            cert: a.cert,
+            key: a.key,
+            client_ca: Some(dir.path().join("empty.crt")),
+        })
+        .expect_err("empty client CA");
+        assert!(error.to_string().contains("client CA"), "{error}");
     }
 }

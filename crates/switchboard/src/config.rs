@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates client certificates on `tls` listeners must chain to.
+    pub tls_client_ca: Option<PathBuf>,
     pub log_format: Option<String>,
     #[serde(default)]
     pub registrar: RegistrarSection,
@@ -126,6 +128,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("SWITCHBOARD_SIP_ALIASES", "sip_aliases", Kind::List),
     ("SWITCHBOARD_TLS_CERT", "tls_cert", Kind::Text),
     ("SWITCHBOARD_TLS_KEY", "tls_key", Kind::Text),
+    ("SWITCHBOARD_TLS_CLIENT_CA", "tls_client_ca", Kind::Text),
     ("SWITCHBOARD_LOG_FORMAT", "log_format", Kind::Text),
     (
         "SWITCHBOARD_REGISTRAR_MIN_EXPIRES",
@@ -389,6 +392,7 @@ pub struct Overrides {
     pub http_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
@@ -410,11 +414,19 @@ impl Settings {
         let http_listen: SocketAddr = http_text
             .parse()
             .with_context(|| format!("http_listen '{http_text}' is not HOST:PORT"))?;
+        let client_ca = overrides.tls_client_ca.or(file.tls_client_ca);
+        if client_ca.is_some() && overrides.tls_cert.is_none() && file.tls_cert.is_none() {
+            bail!("tls_client_ca is set but tls_cert and tls_key are not");
+        }
         let tls = match (
             overrides.tls_cert.or(file.tls_cert),
             overrides.tls_key.or(file.tls_key),
         ) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: client_ca.clone(),
+            }),
             (None, None) => None,
             (Some(_), None) => bail!("tls_cert is set but tls_key is not: both are needed"),
             (None, Some(_)) => bail!("tls_key is set but tls_cert is not: both are needed"),
@@ -891,6 +903,25 @@ mod tests {
         let error = resolve(&[("SWITCHBOARD_TLS_CERT", "/c.pem")], Overrides::default())
             .expect_err("cert without key");
         assert!(error.to_string().contains("tls_key"), "{error}");
+        let error = resolve(
+            &[("SWITCHBOARD_TLS_CLIENT_CA", "/ca.pem")],
+            Overrides::default(),
+        )
+        .expect_err("client CA without certificate");
+        assert!(error.to_string().contains("tls_client_ca"), "{error}");
+        let verified = resolve(
+            &[
+                ("SWITCHBOARD_TLS_CERT", "/c.pem"),
+                ("SWITCHBOARD_TLS_KEY", "/k.pem"),
+                ("SWITCHBOARD_TLS_CLIENT_CA", "/ca.pem"),
+            ],
+            Overrides::default(),
+        )
+        .expect("resolves");
+        assert_eq!(
+            verified.server.tls.expect("tls").client_ca,
+            Some(PathBuf::from("/ca.pem"))
+        );
     }
 
     #[test]

@@ -71,6 +71,9 @@ struct ServeArgs {
     /// PEM private key of --tls-cert (reloaded on SIGHUP).
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// PEM CA certificates: tls listeners then require a client certificate chaining to them.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
     /// HTTP API listener. Default 127.0.0.1:8000.
     #[arg(long, value_name = "HOST:PORT")]
     http_listen: Option<String>,
@@ -391,6 +394,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             http_listen: args.http_listen,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
+            tls_client_ca: args.tls_client_ca,
         },
     )?;
     init_logging(settings.log_json);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::Switchboard;
 use common::phone::{Registration, Step, header, ok_for, take_message};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::json;
 
@@ -45,15 +45,29 @@ struct TlsPhone {
 impl TlsPhone {
     /// Connects and completes the handshake, trusting only `trusted`.
     fn connect(port: u16, trusted: &CertificateDer<'static>) -> Result<TlsPhone, String> {
+        TlsPhone::connect_as(port, trusted, None)
+    }
+
+    /// [`TlsPhone::connect`], presenting `client` (a certificate and its key) when given.
+    fn connect_as(
+        port: u16,
+        trusted: &CertificateDer<'static>,
+        client: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    ) -> Result<TlsPhone, String> {
         let mut roots = RootCertStore::empty();
         roots.add(trusted.clone()).expect("root");
-        let config = ClientConfig::builder_with_provider(Arc::new(
+        let builder = ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let config = match client {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(vec![cert], key)
+                .expect("client certificate"),
+            None => builder.with_no_client_auth(),
+        };
         let name = ServerName::try_from("localhost").expect("name");
         let mut connection = ClientConnection::new(Arc::new(config), name).expect("client");
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -151,14 +165,27 @@ fn started(
     key: &Path,
     user: &str,
 ) -> (String, String, String) {
-    board.start_with(&[
+    started_with(board, tls_port, cert, key, user, &[])
+}
+
+fn started_with(
+    board: &mut Switchboard,
+    tls_port: u16,
+    cert: &Path,
+    key: &Path,
+    user: &str,
+    extra: &[String],
+) -> (String, String, String) {
+    let mut args = vec![
         "--sip-listen".to_owned(),
         format!("tls:127.0.0.1:{tls_port}"),
         "--tls-cert".to_owned(),
         cert.display().to_string(),
         "--tls-key".to_owned(),
         key.display().to_string(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    board.start_with(&args);
     let (token, admin) = board.login(&board.bootstrap_key());
     let response = board.api(
         &token,
@@ -352,6 +379,74 @@ fn sighup_serves_a_new_certificate_to_new_connections_and_keeps_the_old_ones() {
     assert_eq!(again.server_leaf(), second);
     let ok = phone.register(&mut registration);
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+}
+
+#[test]
+fn with_a_client_ca_only_phones_presenting_a_certificate_it_signed_get_in() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut board = Switchboard::prepare(&[("SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL", "0")]);
+    let (cert, key, der) = write_certificate(board.data_dir(), "server");
+    // The operator's phone CA, and a phone certificate it signed.
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let ca_file = board.data_dir().join("phones-ca.crt");
+    std::fs::write(&ca_file, ca_cert.pem()).expect("write ca");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let phone_key = KeyPair::generate().expect("phone key");
+    let phone_cert = CertificateParams::new(vec!["phone.acme.test".to_owned()])
+        .expect("phone params")
+        .signed_by(&phone_key, &issuer)
+        .expect("phone cert");
+    let phone_identity = || {
+        (
+            phone_cert.der().clone(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(phone_key.serialize_der())),
+        )
+    };
+    // A self-signed certificate the CA never saw.
+    let stranger = rcgen::generate_simple_self_signed(vec!["stranger".to_owned()]).expect("rcgen");
+    let stranger_identity = (
+        stranger.cert.der().clone(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            stranger.signing_key.serialize_der(),
+        )),
+    );
+
+    let tls_port = common::free_port();
+    started_with(
+        &mut board,
+        tls_port,
+        &cert,
+        &key,
+        "certdesk",
+        &["--tls-client-ca".to_owned(), ca_file.display().to_string()],
+    );
+    let mut phone =
+        TlsPhone::connect_as(tls_port, &der, Some(phone_identity())).expect("handshake");
+    let mut registration = registration_for("certdesk", &phone);
+    let ok = phone.register(&mut registration);
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+
+    // Without a certificate, or with one the CA did not sign, nothing gets through (TLS 1.3
+    // may finish the client's side of the handshake before the server's refusal arrives).
+    for identity in [None, Some(stranger_identity)] {
+        let refused = match TlsPhone::connect_as(tls_port, &der, identity) {
+            Err(_) => true,
+            Ok(mut intruder) => {
+                let mut registration = registration_for("certdesk", &intruder);
+                let request = registration.request(None);
+                let _ = intruder.stream.write_all(request.as_bytes());
+                let _ = intruder.stream.flush();
+                intruder.recv(Duration::from_secs(2)).is_none()
+            }
+        };
+        assert!(
+            refused,
+            "a phone without a valid client certificate got an answer"
+        );
+    }
 }
 
 #[test]
