@@ -469,6 +469,11 @@ pub(crate) fn routes() -> Vec<Route> {
             "/accounts/{account_id}/users/{user_id}/devices",
             users::devices,
         ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/users/{user_id}/location",
+            users::location,
+        ),
         route(M::GET, "/accounts/{account_id}/webhooks", webhooks::list),
         route(M::PUT, "/accounts/{account_id}/webhooks", webhooks::create),
         route(

@@ -12,7 +12,7 @@ use md5::Md5;
 use serde_json::{Map, Value, json};
 use sha1::Sha1;
 use sha2::Digest;
-use switchboard_model::{Account, Device, User, new_id};
+use switchboard_model::{Account, Device, User, location, new_id};
 use switchboard_store::StoreError;
 
 use crate::auth::{Caller, authorize, scope};
@@ -521,6 +521,67 @@ pub(crate) async fn devices(
             } else {
                 None
             }
+        })
+        .collect();
+    Ok(Reply::ok(Value::Array(rows)).token(Some(caller.token)))
+}
+
+/// `GET /accounts/{id}/users/{user_id}/location`: where a call to the user forks to (seed
+/// 002) — every live, reachable binding of every device the user owns (`owner_id`), by q
+/// (highest first; none counts as 1.0), then the most recently refreshed. The same list the
+/// SIP side answers an INVITE to the user with (302).
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/users/{user_id}/location",
+    operation_id = "get_user_location",
+    tag = "users",
+    params(openapi::UserPath),
+    responses(
+        (status = 200, description = "The user's reachable contacts, by q then most recent: `device_id`, `device_name`, `contact`, `q`, `expires` (seconds left), `transport`, `received`, `user_agent`, `instance`, `path`, `updated`", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn location(
+    State(state): State<ApiState>,
+    Path((account_id, user_id)): Path<(String, String)>,
+    request: ApiRequest,
+) -> Result<Reply, ApiError> {
+    let caller = authorize(&state, &request, scope::USERS_READ).await?;
+    let account = caller.reach(&state, &account_id).await?;
+    let user = load(&state, &account, &user_id).await?;
+    let account_id = account.id.clone();
+    let devices = state
+        .blocking(move |store| store.devices(&account_id))
+        .await?;
+    let owned: Vec<&Device> = devices
+        .iter()
+        .filter(|device| device.owner_id.as_deref() == Some(user.id.as_str()))
+        .collect();
+    let mut bindings = Vec::new();
+    for device in &owned {
+        bindings.extend(state.sip().device_bindings(&account.id, &device.id));
+    }
+    let now = crate::now_ms();
+    let rows: Vec<Value> = location::reachable_by_q(bindings, now)
+        .into_iter()
+        .map(|binding| {
+            let name = owned
+                .iter()
+                .find(|device| device.id == binding.device_id)
+                .map(|device| device.name.clone());
+            json!({
+                "device_id": binding.device_id,
+                "device_name": name,
+                "contact": binding.contact,
+                "q": f64::from(binding.q_milli.unwrap_or(location::DEFAULT_Q_MILLI)) / 1000.0,
+                "expires": binding.remaining_secs(now),
+                "transport": binding.transport.as_str(),
+                "received": binding.received.to_string(),
+                "user_agent": binding.user_agent,
+                "instance": binding.instance,
+                "path": (!binding.path.is_empty()).then_some(binding.path),
+                "updated": crate::monitoring::rfc3339(binding.updated_ms),
+            })
         })
         .collect();
     Ok(Reply::ok(Value::Array(rows)).token(Some(caller.token)))

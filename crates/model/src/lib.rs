@@ -6,6 +6,7 @@
 //! of a device, and an [`Event`] is one entry of the append-only registration history.
 //! [`user_agent`] tells what kind of phone a User-Agent string names.
 
+pub mod location;
 pub mod user_agent;
 
 use std::fmt;

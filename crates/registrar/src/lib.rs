@@ -9,9 +9,12 @@
 
 pub mod date;
 pub mod digest;
+pub mod gruu;
+pub mod outbound;
 pub mod register;
 
 pub use digest::Algorithm;
+pub use outbound::{OutboundUse, outbound_use};
 pub use register::{
     AuthOutcome, ChallengeStyle, Ha1Cache, Inspected, Origin, Refusal, Registrar, RegistrarConfig,
     Registration,

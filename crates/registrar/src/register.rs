@@ -46,6 +46,10 @@ pub struct RegistrarConfig {
     pub max_contact_len: usize,
     /// Most Contact values in one REGISTER.
     pub max_contacts_per_request: usize,
+    /// Seconds between keepalives asked of an RFC 5626 outbound client (`Flow-Timer` in the
+    /// 200); also how long an outbound binding whose connection closed is kept offline before
+    /// it is removed.
+    pub flow_timer: u32,
 }
 
 impl Default for RegistrarConfig {
@@ -60,6 +64,7 @@ impl Default for RegistrarConfig {
             allow_legacy_digest: true,
             max_contact_len: 512,
             max_contacts_per_request: 32,
+            flow_timer: 120,
         }
     }
 }
@@ -94,6 +99,8 @@ pub enum Refusal {
     IntervalTooBrief { min_expires: u32 },
     /// Same Call-ID with a lower CSeq (RFC 3261 §10.3 step 7).
     OutOfOrder,
+    /// RFC 5626 outbound was asked for through a proxy that keeps no flows (439).
+    FirstHopLacksOutbound,
     /// The store failed.
     StorageFailure,
 }
@@ -114,6 +121,7 @@ impl Refusal {
             },
             Refusal::IntervalTooBrief { .. } => (423, "Interval Too Brief"),
             Refusal::OutOfOrder => (400, "Bad Request (CSeq out of order)"),
+            Refusal::FirstHopLacksOutbound => (439, "First Hop Lacks Outbound Support"),
             Refusal::StorageFailure => (500, "Server Internal Error"),
         }
     }
@@ -144,6 +152,7 @@ pub struct Registration {
 pub struct Registrar {
     config: RegistrarConfig,
     nonces: NonceManager,
+    gruus: crate::gruu::TempGruus,
 }
 
 /// What [`Registrar::authenticate`] concluded.
@@ -168,6 +177,7 @@ impl Registrar {
     ) -> Self {
         Registrar {
             config,
+            gruus: crate::gruu::TempGruus::new(&nonce_secret),
             nonces: NonceManager::new(
                 nonce_secret,
                 nonce_lifetime_secs,
@@ -179,6 +189,11 @@ impl Registrar {
 
     pub fn config(&self) -> &RegistrarConfig {
         &self.config
+    }
+
+    /// Mints RFC 5627 temporary GRUUs under the cluster's secret.
+    pub fn gruus(&self) -> &crate::gruu::TempGruus {
+        &self.gruus
     }
 
     /// Step 1: the request-level checks of RFC 3261 §10.3 steps 1–3 that need no lookup.

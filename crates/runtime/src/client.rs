@@ -188,6 +188,10 @@ pub fn out_of_dialog_request(
         .header_fmt("To", format_args!("<sip:{}>", binding.aor))
         .header("Call-ID", &ids.call_id)
         .header_fmt("CSeq", format_args!("1 {method}"));
+    if !binding.path.is_empty() {
+        // RFC 3327 §5.3: through the proxies the device registered through, in order.
+        writer.header("Route", &binding.path);
+    }
     extra(&mut writer);
     writer
         .header_fmt(
@@ -203,6 +207,31 @@ pub fn out_of_dialog_request(
         None => writer.finish(),
     }
     out
+}
+
+/// The address of the first hop of a binding's Path (`"<sip:192.0.2.7:5070;lr>, …"`): its
+/// `maddr` or host when that is an IP literal, its port or 5060. Host names are not resolved
+/// (`None`: the request goes to the address the REGISTER came from, which is that proxy).
+pub fn first_path_hop(path: &str) -> Option<SocketAddr> {
+    let first = path.split(',').next()?.trim();
+    let inner = match (first.find('<'), first.find('>')) {
+        (Some(start), Some(end)) if start < end => &first[start + 1..end],
+        _ => first,
+    };
+    let uri = switchboard_sip::Uri::parse(inner).ok()?;
+    let maddr = uri
+        .params
+        .split(';')
+        .filter_map(|param| param.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("maddr"))
+        .map(|(_, value)| value.trim());
+    let host = maddr.unwrap_or(uri.host);
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
 }
 
 /// Pending client transactions by branch: each gets the status codes of the responses that
@@ -392,6 +421,48 @@ Content-Length: 0\r\n\r\n"
         let message = switchboard_sip::parse(&bytes).expect("parses");
         assert_eq!(message.top_via().expect("via").transport, "TCP");
         assert!(bytes.ends_with(b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn a_binding_with_a_path_is_routed_through_it() {
+        let ids = RequestIds {
+            branch: "z9hG4bKsb3".into(),
+            from_tag: "t3".into(),
+            call_id: "c3".into(),
+        };
+        let mut proxied = binding(Transport::Udp);
+        proxied.path = "<sip:192.0.2.50:5070;lr>,<sip:edge.example.com;lr>".into();
+        let local = "192.0.2.1:5060".parse().expect("addr");
+        let bytes = options_request(&proxied, local, &ids);
+        let message = switchboard_sip::parse(&bytes).expect("parses");
+        assert_eq!(
+            message.header(switchboard_sip::HeaderName::Route),
+            Some("<sip:192.0.2.50:5070;lr>,<sip:edge.example.com;lr>")
+        );
+        assert!(bytes.starts_with(b"OPTIONS sip:alice@192.0.2.7:5062;transport=udp SIP/2.0\r\n"));
+    }
+
+    #[test]
+    fn the_first_path_hop_is_an_address_when_the_uri_names_one() {
+        let hop = |path: &str| first_path_hop(path).map(|a| a.to_string());
+        assert_eq!(
+            hop("<sip:192.0.2.50:5070;lr>, <sip:10.0.0.1;lr>").as_deref(),
+            Some("192.0.2.50:5070")
+        );
+        assert_eq!(
+            hop("<sip:192.0.2.50;lr>").as_deref(),
+            Some("192.0.2.50:5060")
+        );
+        assert_eq!(
+            hop("<sip:edge.example.com;lr;maddr=192.0.2.9>").as_deref(),
+            Some("192.0.2.9:5060")
+        );
+        assert_eq!(
+            hop("<sip:[2001:db8::5]:5080;lr>").as_deref(),
+            Some("[2001:db8::5]:5080")
+        );
+        assert_eq!(hop("<sip:edge.example.com;lr>"), None);
+        assert_eq!(hop(""), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The tokio runtime around the sans-IO registrar: SIP listeners (UDP, TCP), the transaction
+//! The tokio runtime around the sans-IO registrar: SIP listeners (UDP, TCP, TLS, WebSocket), the transaction
 //! layer, the in-memory directory cache and binding table, and the timers (binding expiry,
 //! directory refresh, transaction cleanup, keepalive OPTIONS).
 //!
@@ -14,9 +14,12 @@ pub mod histogram;
 pub mod keepalive;
 pub mod location;
 pub mod service;
+pub mod stun;
+pub mod tls;
 pub mod tracker;
 pub mod transaction;
 pub mod transport;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -36,9 +39,10 @@ pub use directory::DirectoryCache;
 pub use keepalive::KeepaliveConfig;
 pub use location::BindingTable;
 pub use service::{LocalNames, SipService, Stats};
+pub use tls::{Certificates, TlsError, TlsFiles};
 pub use tracker::Tracker;
 
-/// One SIP listener: `udp:HOST:PORT` or `tcp:HOST:PORT`.
+/// One SIP listener: `SCHEME:HOST:PORT` with scheme `udp`, `tcp`, `tls`, `ws` or `wss`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub transport: Transport,
@@ -52,13 +56,9 @@ impl FromStr for Listen {
         let (scheme, address) = text
             .split_once(':')
             .ok_or_else(|| format!("'{text}': expected SCHEME:HOST:PORT, e.g. udp:0.0.0.0:5060"))?;
-        let transport = Transport::parse(scheme)
-            .ok_or_else(|| format!("'{text}': unknown transport '{scheme}' (udp, tcp)"))?;
-        if !matches!(transport, Transport::Udp | Transport::Tcp) {
-            return Err(format!(
-                "'{text}': transport '{scheme}' is not available yet (udp, tcp)"
-            ));
-        }
+        let transport = Transport::parse(scheme).ok_or_else(|| {
+            format!("'{text}': unknown transport '{scheme}' (udp, tcp, tls, ws, wss)")
+        })?;
         let addr = address
             .parse::<SocketAddr>()
             .map_err(|_| format!("'{text}': '{address}' is not HOST:PORT (IPv6 as [::]:5060)"))?;
@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub notify_timeout_ms: u64,
     /// The keepalive pinger (OPTIONS to every binding); `interval` zero turns it off.
     pub keepalive: KeepaliveConfig,
+    /// The certificate for `tls` and `wss` listeners; required when one is configured.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +116,7 @@ impl Default for ServerConfig {
             transaction_linger_ms: 32_000,
             notify_timeout_ms: client::TIMER_F_MS,
             keepalive: KeepaliveConfig::default(),
+            tls: None,
         }
     }
 }
@@ -128,6 +131,10 @@ pub enum StartError {
     },
     #[error("cannot load state from the store: {0}")]
     Store(#[from] StoreError),
+    #[error("{listen} needs a certificate: set --tls-cert and --tls-key (tls_cert, tls_key)")]
+    NoCertificate { listen: Listen },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running server. Dropping it does not stop it: call [`Server::shutdown`].
@@ -140,6 +147,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     tracker: Tracker,
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -154,6 +162,24 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Loads the directory and the bindings, binds every listener and starts serving.
     pub async fn start(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server, StartError> {
+        // Certificates first: a TLS listener without one is a configuration error, found
+        // before anything is loaded or bound.
+        if let Some(listen) = config
+            .sip_listen
+            .iter()
+            .find(|listen| matches!(listen.transport, Transport::Tls | Transport::Wss))
+            && config.tls.is_none()
+        {
+            return Err(StartError::NoCertificate { listen: *listen });
+        }
+        let certificates = match &config.tls {
+            Some(files) => {
+                let certificates = Certificates::load(files.clone())?;
+                tls::log_loaded(&certificates, "tls certificate loaded");
+                Some(certificates)
+            }
+            None => None,
+        };
         let directory = Arc::new(DirectoryCache::new(store.clone()));
         let bindings = Arc::new(BindingTable::new());
         {
@@ -176,7 +202,7 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tracker = Tracker::default();
         let mut udp_sockets = Vec::new();
-        let mut tcp_listeners = Vec::new();
+        let mut stream_listeners = Vec::new();
         let mut local_addrs = Vec::new();
         for listen in &config.sip_listen {
             match listen.transport {
@@ -210,10 +236,10 @@ impl Server {
                         source,
                     })?;
                     local_addrs.push(Listen {
-                        transport: Transport::Tcp,
+                        transport: listen.transport,
                         addr,
                     });
-                    tcp_listeners.push(listener);
+                    stream_listeners.push((listen.transport, listener));
                 }
             }
         }
@@ -254,13 +280,46 @@ impl Server {
                 )));
             }
         }
-        for listener in tcp_listeners {
-            tasks.push(tokio::spawn(transport::serve_tcp(
-                listener,
-                service.clone(),
-                tracker.clone(),
-                shutdown_rx.clone(),
-            )));
+        for (transport, listener) in stream_listeners {
+            let task = match (transport, &certificates) {
+                (Transport::Tls, Some(certificates)) => {
+                    let acceptor =
+                        tokio_rustls::TlsAcceptor::from(certificates.server_config(&[], true)?);
+                    tokio::spawn(tls::serve_tls(
+                        listener,
+                        acceptor,
+                        service.clone(),
+                        tracker.clone(),
+                        shutdown_rx.clone(),
+                    ))
+                }
+                (Transport::Wss, Some(certificates)) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(
+                        certificates.server_config(&[b"http/1.1"], false)?,
+                    );
+                    tokio::spawn(ws::serve_ws(
+                        listener,
+                        Some(acceptor),
+                        service.clone(),
+                        tracker.clone(),
+                        shutdown_rx.clone(),
+                    ))
+                }
+                (Transport::Ws, _) => tokio::spawn(ws::serve_ws(
+                    listener,
+                    None,
+                    service.clone(),
+                    tracker.clone(),
+                    shutdown_rx.clone(),
+                )),
+                _ => tokio::spawn(transport::serve_tcp(
+                    listener,
+                    service.clone(),
+                    tracker.clone(),
+                    shutdown_rx.clone(),
+                )),
+            };
+            tasks.push(task);
         }
         tasks.push(tokio::spawn(sweep_loop(
             service.clone(),
@@ -291,7 +350,22 @@ impl Server {
             shutdown,
             tasks,
             tracker,
+            certificates,
         })
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP): new handshakes get the new
+    /// certificate, established connections are not touched. `Ok(false)` when no certificate
+    /// is configured; on error the old certificate stays in use.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        match &self.certificates {
+            Some(certificates) => {
+                certificates.reload()?;
+                tls::log_loaded(certificates, "tls certificate reloaded");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// The bound listeners (with the real ports when 0 was asked for).
@@ -346,7 +420,11 @@ async fn sweep_loop(
             _ = shutdown.changed() => break,
         }
         let now = clock::now_ms();
-        for commit in sweep_expired(&bindings, store.as_ref(), now) {
+        let closed_flows = service.sweep_closed_flows(now);
+        for commit in sweep_expired(&bindings, store.as_ref(), now)
+            .into_iter()
+            .chain(closed_flows)
+        {
             if let Err(error) = commit.await {
                 warn!(%error, "recording expired bindings failed");
             }
@@ -402,7 +480,7 @@ pub fn flush_device(
     })
 }
 
-fn expired_event(binding: &Binding, now: i64) -> Event {
+pub(crate) fn expired_event(binding: &Binding, now: i64) -> Event {
     Event {
         id: 0,
         at_ms: now,
@@ -479,8 +557,16 @@ mod tests {
         assert!(listen.addr.is_ipv6());
         assert!("sctp:1.2.3.4:5060".parse::<Listen>().is_err());
         assert!("udp:nohost".parse::<Listen>().is_err());
-        assert!("tls:0.0.0.0:5061".parse::<Listen>().is_err());
         assert_eq!(listen.to_string(), "tcp:[::1]:5070");
+        for (spec, transport) in [
+            ("tls:0.0.0.0:5061", Transport::Tls),
+            ("ws:0.0.0.0:5066", Transport::Ws),
+            ("wss:0.0.0.0:7443", Transport::Wss),
+        ] {
+            let listen: Listen = spec.parse().expect("valid");
+            assert_eq!(listen.transport, transport);
+            assert_eq!(listen.to_string(), spec);
+        }
     }
 
     #[test]

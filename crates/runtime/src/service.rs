@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use switchboard_model::{Binding, Change, Event, EventKind, Transport};
 use switchboard_registrar::date::http_date;
-use switchboard_registrar::{AuthOutcome, Inspected, Origin, Refusal, Registrar};
-use switchboard_sip::{Message, Method, ResponseWriter};
+use switchboard_registrar::{
+    AuthOutcome, Inspected, Origin, OutboundUse, Refusal, Registrar, outbound_use,
+};
+use switchboard_sip::{HeaderName, Message, Method, ResponseWriter};
 use switchboard_store::Store;
 use tracing::{debug, warn};
 
@@ -25,10 +27,12 @@ use crate::location::BindingTable;
 use crate::transaction::{Begin, Transactions};
 use crate::transport::{Outbound, SendError};
 
-/// Methods this server implements (the `Allow` header).
-pub const ALLOW: &str = "REGISTER, OPTIONS";
-/// Option tags we support (none that would need a `Require` from the client yet).
-const SUPPORTED: &[&str] = &[];
+/// Methods this server implements (the `Allow` header). INVITE is answered as a redirect
+/// server (302 to the user's contacts); ACK and CANCEL belong to it.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, REGISTER, OPTIONS";
+/// Option tags a client may `Require` of us (RFC 5626 outbound, RFC 3327 Path, RFC 5627
+/// GRUU).
+const SUPPORTED: &[&str] = &["outbound", "path", "gruu"];
 
 /// Counters, read by metrics and tests.
 #[derive(Debug, Default)]
@@ -51,6 +55,8 @@ pub struct Stats {
     pub keepalives_failed: AtomicU64,
     /// Round trip of answered keepalives.
     pub keepalive_rtt: crate::histogram::Histogram,
+    /// STUN binding requests (RFC 5626 §4.4.2 keepalives) answered on the UDP SIP port.
+    pub stun_answered: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -96,6 +102,16 @@ pub struct Outgoing {
     pub destination: SocketAddr,
 }
 
+/// An RFC 5626 flow whose connection closed: its binding is removed at `due_ms` unless the
+/// client registered it again (on a new connection) by then.
+#[derive(Debug, Clone)]
+struct ClosedFlow {
+    due_ms: i64,
+    device_id: String,
+    key: String,
+    connection_id: u64,
+}
+
 /// See the module documentation.
 pub struct SipService {
     registrar: Registrar,
@@ -108,6 +124,7 @@ pub struct SipService {
     client: ClientTransactions,
     /// Timer F for the requests we originate.
     client_timeout_ms: u64,
+    closed_flows: std::sync::Mutex<Vec<ClosedFlow>>,
     pub stats: Stats,
 }
 
@@ -140,6 +157,7 @@ impl SipService {
             outbound: Outbound::default(),
             client: ClientTransactions::default(),
             client_timeout_ms,
+            closed_flows: std::sync::Mutex::default(),
             stats: Stats::default(),
         }
     }
@@ -169,19 +187,87 @@ impl SipService {
         if devices.is_empty() {
             return;
         }
+        let now = now_ms();
         let commits = crate::keepalive::mark_connection_closed(
             &self.bindings,
             self.store.as_ref(),
             connection_id,
             devices,
-            now_ms(),
+            now,
         );
+        // Outbound flows (RFC 5626: +sip.instance and reg-id) are removed if the client does
+        // not register them again within the flow timer; plain bindings wait for expiry.
+        let due_ms = now + i64::from(self.registrar.config().flow_timer) * 1000;
+        let mut flows = Vec::new();
+        for device_id in devices {
+            for binding in self.bindings.device_bindings(device_id) {
+                if binding.connection_id == Some(connection_id)
+                    && binding.instance.is_some()
+                    && binding.reg_id.is_some()
+                {
+                    flows.push(ClosedFlow {
+                        due_ms,
+                        device_id: binding.device_id,
+                        key: binding.key,
+                        connection_id,
+                    });
+                }
+            }
+        }
+        if !flows.is_empty() {
+            self.closed_flows
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(flows);
+        }
         for commit in commits {
             if let Err(error) = commit.await {
                 bump(&self.stats.storage_errors);
                 warn!(%error, "recording offline bindings failed");
             }
         }
+    }
+
+    /// Removes the outbound bindings whose connection closed more than the flow timer ago
+    /// and that were not registered again since (still on the closed connection), each with
+    /// an `expired` event; the commits to await.
+    pub fn sweep_closed_flows(&self, now: i64) -> Vec<switchboard_store::CommitFuture> {
+        let due: Vec<ClosedFlow> = {
+            let mut flows = self.closed_flows.lock().unwrap_or_else(|e| e.into_inner());
+            if flows.is_empty() {
+                return Vec::new();
+            }
+            let (due, waiting) = flows.drain(..).partition(|flow| flow.due_ms <= now);
+            *flows = waiting;
+            due
+        };
+        let mut commits = Vec::new();
+        for flow in due {
+            self.bindings.with_device(&flow.device_id, |list| {
+                let Some(index) = list.iter().position(|binding| {
+                    binding.key == flow.key
+                        && binding.connection_id == Some(flow.connection_id)
+                        && !binding.reachable
+                }) else {
+                    return;
+                };
+                let binding = list.remove(index);
+                let event = Event {
+                    reason: Some(
+                        "outbound flow closed and not recovered within Flow-Timer".to_owned(),
+                    ),
+                    ..crate::expired_event(&binding, now)
+                };
+                commits.push(self.store.commit(vec![
+                    Change::AppendEvent(event),
+                    Change::RemoveBinding {
+                        device_id: binding.device_id,
+                        key: binding.key,
+                    },
+                ]));
+            });
+        }
+        commits
     }
 
     /// Client transactions still waiting for a final response.
@@ -302,15 +388,44 @@ impl SipService {
             .collect()
     }
 
+    /// Sends over the binding's flow: its connection on streams; on UDP to the first Path
+    /// hop when the binding has a Path naming an address (RFC 3327: a proxy in front), else to
+    /// the address the REGISTER came from (RFC 3581, for NAT).
     async fn send_to_binding(&self, binding: &Binding, bytes: &[u8]) -> Result<(), SendError> {
         match binding.connection_id {
             Some(id) if binding.transport.is_stream() => {
                 self.outbound.send_stream(id, bytes.to_vec()).await
             }
             _ => {
+                let destination =
+                    crate::client::first_path_hop(&binding.path).unwrap_or(binding.received);
                 self.outbound
-                    .send_udp(binding.local, binding.received, bytes)
+                    .send_udp(binding.local, destination, bytes)
                     .await
+            }
+        }
+    }
+
+    /// Answers a STUN Binding request that arrived on a UDP SIP socket (RFC 5626 §4.4.2):
+    /// a success response with the source address as XOR-MAPPED-ADDRESS. Anything else that
+    /// looks like STUN is dropped (and counted malformed).
+    pub async fn answer_stun(
+        &self,
+        socket: &tokio::net::UdpSocket,
+        data: &[u8],
+        source: SocketAddr,
+    ) {
+        match crate::stun::parse_binding_request(data) {
+            Some(request) => {
+                bump(&self.stats.stun_answered);
+                let answer = crate::stun::binding_success(&request, source);
+                if let Err(error) = socket.send_to(&answer, source).await {
+                    debug!(%source, %error, "stun answer not sent");
+                }
+            }
+            None => {
+                bump(&self.stats.malformed);
+                debug!(%source, "stun message that is not a binding request; dropped");
             }
         }
     }
@@ -359,6 +474,7 @@ impl SipService {
         let bytes = match request.method {
             Method::Ack => return None,
             Method::Register => return self.register_transaction(&msg, origin, destination).await,
+            Method::Invite => self.redirect(&msg, &origin).await,
             Method::Options => self.simple_response(&msg, &origin, 200, "OK", |w| {
                 w.header("Allow", ALLOW);
                 w.header("Accept", "application/sdp");
@@ -469,6 +585,10 @@ impl SipService {
                 return self.refuse(msg, origin, &refusal, Some(realm), now);
             }
         }
+        if outbound_use(msg) == OutboundUse::FirstHopLacksSupport {
+            bump(&self.stats.refused);
+            return self.refuse(msg, origin, &Refusal::FirstHopLacksOutbound, None, now);
+        }
         self.bind(msg, &inspected, origin, &cached, now).await
     }
 
@@ -493,14 +613,46 @@ impl SipService {
         now: i64,
     ) -> Vec<u8> {
         let date = http_date(now);
+        let flow = outbound_use(msg) == OutboundUse::Flow;
+        let flow_timer = self.registrar.config().flow_timer;
+        let gruu = supports(msg, "gruu");
+        // RFC 3327 §5.3: a UA that supports Path is told the path it was registered with.
+        let path = if supports(msg, "path") {
+            msg.list_values(HeaderName::Path)
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            String::new()
+        };
         self.simple_response(msg, origin, 200, "OK", |w| {
+            if !path.is_empty() {
+                w.header("Path", &path);
+            }
+            if flow {
+                // RFC 5626 §6: the flow is kept; the client sends keepalives every
+                // Flow-Timer seconds (CRLF on streams, STUN on UDP).
+                w.header("Require", "outbound");
+                w.header("Flow-Timer", &flow_timer.to_string());
+            }
             for binding in bindings.iter().filter(|b| b.expires_at_ms > now) {
-                let value = format!(
+                let mut value = format!(
                     "<{}>{};expires={}",
                     binding.contact,
                     binding.contact_params,
                     binding.remaining_secs(now)
                 );
+                if gruu && let Some(instance) = &binding.instance {
+                    // RFC 5627 §5.2: both GRUUs of an instance's binding.
+                    let temp =
+                        self.registrar
+                            .gruus()
+                            .temp_gruu(&binding.aor, instance, &binding.call_id);
+                    value.push_str(&format!(
+                        ";pub-gruu=\"{}\";temp-gruu=\"{temp}\"",
+                        switchboard_registrar::gruu::public_gruu(&binding.aor, instance)
+                    ));
+                }
                 w.header("Contact", &value);
             }
             w.header("Date", &date);
@@ -580,26 +732,154 @@ impl SipService {
     }
 
     async fn find_device(&self, inspected: &Inspected<'_>) -> Option<Arc<CachedDevice>> {
-        let account = match self.directory.cached_account(inspected.realm) {
-            Some(account) => account,
-            None => {
-                let directory = self.directory.clone();
-                let realm = inspected.realm.to_ascii_lowercase();
-                tokio::task::spawn_blocking(move || directory.load_account(&realm))
-                    .await
-                    .ok()?
-                    .ok()??
-            }
-        };
-        if let Some(device) = self.directory.cached_device(&account.id, inspected.user) {
+        let account = self.find_account(inspected.realm).await?;
+        self.find_device_in(account, inspected.user).await
+    }
+
+    /// The account whose realm is `realm` (the cache, the store on a miss).
+    async fn find_account(&self, realm: &str) -> Option<Arc<switchboard_model::Account>> {
+        if let Some(account) = self.directory.cached_account(realm) {
+            return Some(account);
+        }
+        let directory = self.directory.clone();
+        let realm = realm.to_ascii_lowercase();
+        tokio::task::spawn_blocking(move || directory.load_account(&realm))
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    /// The device of `account` whose SIP username is `user` (the cache, the store on a miss).
+    async fn find_device_in(
+        &self,
+        account: Arc<switchboard_model::Account>,
+        user: &str,
+    ) -> Option<Arc<CachedDevice>> {
+        if let Some(device) = self.directory.cached_device(&account.id, user) {
             return Some(device);
         }
         let directory = self.directory.clone();
-        let user = inspected.user.to_owned();
+        let user = user.to_owned();
         tokio::task::spawn_blocking(move || directory.load_device(&account, &user))
             .await
             .ok()?
             .ok()?
+    }
+
+    /// Where a call to `user@realm` forks to (seed 002): the user of the account with that
+    /// username, or the owner of the device with that SIP username (a device without an
+    /// owner stands for itself); every live, reachable binding of every device the user owns,
+    /// by q then most recent ([`switchboard_model::location::reachable_by_q`]).
+    pub async fn locate(&self, user: &str, realm: &str) -> Vec<Binding> {
+        let Some(account) = self.find_account(realm).await else {
+            return Vec::new();
+        };
+        let store = self.store.clone();
+        let (account_id, name) = (account.id.clone(), user.to_owned());
+        let owner = tokio::task::spawn_blocking(move || store.user_by_username(&account_id, &name))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .map(|user| user.id);
+        let devices: Vec<String> = match owner {
+            Some(owner) => self.owned_devices(&account.id, owner).await,
+            None => match self.find_device_in(account.clone(), user).await {
+                Some(cached) => match cached.device.owner_id.clone() {
+                    Some(owner) => self.owned_devices(&account.id, owner).await,
+                    None => vec![cached.device.id.clone()],
+                },
+                None => Vec::new(),
+            },
+        };
+        let bindings = devices
+            .iter()
+            .flat_map(|device_id| self.bindings.device_bindings(device_id))
+            .collect();
+        switchboard_model::location::reachable_by_q(bindings, now_ms())
+    }
+
+    /// The binding an RFC 5627 GRUU names: a public GRUU (`user@realm;gr=INSTANCE`) is the
+    /// device `user`'s binding of that instance; a temporary one (`tgruu.…@realm;gr`) is
+    /// the account's binding whose temporary GRUU it is. Live and reachable only.
+    pub async fn locate_gruu(&self, user: &str, realm: &str, gr: &str) -> Vec<Binding> {
+        use switchboard_registrar::gruu::{TEMP_PREFIX, gr_value};
+        let Some(account) = self.find_account(realm).await else {
+            return Vec::new();
+        };
+        let bindings = if gr.is_empty() && user.starts_with(TEMP_PREFIX) {
+            let gruus = self.registrar.gruus();
+            let mut found = self.bindings.account_bindings(&account.id);
+            found.retain(|binding| {
+                binding.instance.as_deref().is_some_and(|instance| {
+                    gruus.temp_user(&binding.aor, instance, &binding.call_id) == user
+                })
+            });
+            found
+        } else {
+            match self.find_device_in(account, user).await {
+                Some(cached) => {
+                    let mut found = self.bindings.device_bindings(&cached.device.id);
+                    found.retain(|binding| {
+                        binding
+                            .instance
+                            .as_deref()
+                            .is_some_and(|instance| gr_value(instance) == gr)
+                    });
+                    found
+                }
+                None => Vec::new(),
+            }
+        };
+        switchboard_model::location::reachable_by_q(bindings, now_ms())
+    }
+
+    /// The ids of the account's devices `owner` owns.
+    async fn owned_devices(&self, account_id: &str, owner: String) -> Vec<String> {
+        let store = self.store.clone();
+        let account_id = account_id.to_owned();
+        tokio::task::spawn_blocking(move || store.devices(&account_id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|device| device.owner_id.as_deref() == Some(owner.as_str()))
+            .map(|device| device.id)
+            .collect()
+    }
+
+    /// Answers an INVITE as a redirect server: `302 Moved Temporarily` listing the contacts of
+    /// the Request-URI's user ([`SipService::locate`]), or of the one instance a GRUU names
+    /// ([`SipService::locate_gruu`]), each with its `q`; `404` when there are none (unknown
+    /// user, or nothing reachable).
+    async fn redirect(&self, msg: &Message<'_>, origin: &Origin) -> Vec<u8> {
+        let target = msg
+            .request()
+            .and_then(|request| switchboard_sip::Uri::parse(request.uri).ok())
+            .and_then(|uri| {
+                let gr = uri
+                    .params
+                    .split(';')
+                    .map(|param| param.split_once('=').unwrap_or((param, "")))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("gr"))
+                    .map(|(_, value)| value.trim());
+                Some((uri.user.filter(|u| !u.is_empty())?, uri.host, gr))
+            });
+        let contacts = match target {
+            Some((user, host, Some(gr))) => self.locate_gruu(user, host, gr).await,
+            Some((user, host, None)) => self.locate(user, host).await,
+            None => Vec::new(),
+        };
+        if contacts.is_empty() {
+            return self.simple_response(msg, origin, 404, "Not Found", |_| {});
+        }
+        self.simple_response(msg, origin, 302, "Moved Temporarily", |w| {
+            for binding in &contacts {
+                let q = switchboard_model::location::q_text(binding.q_milli);
+                w.header("Contact", &format!("<{}>;q={q}", binding.contact));
+            }
+        })
     }
 
     fn refuse(
@@ -679,6 +959,14 @@ impl SipService {
         let bytes = self.simple_response(&msg, origin, status, error.reason(), |_| {});
         Some(Outgoing { bytes, destination })
     }
+}
+
+/// Whether the request lists `tag` in `Supported` (or `Require`).
+fn supports(msg: &Message<'_>, tag: &str) -> bool {
+    [HeaderName::Supported, HeaderName::Require]
+        .into_iter()
+        .flat_map(|name| msg.list_values(name))
+        .any(|value| value.trim().eq_ignore_ascii_case(tag))
 }
 
 /// The start line and headers of a message whose body framing is broken (a Content-Length

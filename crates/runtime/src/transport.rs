@@ -1,8 +1,9 @@
-//! UDP and TCP listeners. A datagram or a framed stream message is handed to the service on a
-//! task of its own, so a REGISTER waiting for its commit never holds up the next one.
+//! UDP and TCP listeners, and the stream path TLS shares ([`crate::tls`]). A datagram or a
+//! framed stream message is handed to the service on a task of its own, so a REGISTER waiting
+//! for its commit never holds up the next one.
 //!
 //! [`Outbound`] is how the server reaches a device on its own initiative (NOTIFY, keepalive
-//! OPTIONS): the UDP sockets by local address, and the live TCP connections by id (each
+//! OPTIONS): the UDP sockets by local address, and the live connections (TCP, TLS, WebSocket) by id (each
 //! connection registers its writer channel while it is open, and the devices that registered
 //! over it, so its close marks their bindings offline at once). A CRLFCRLF ping on a stream
 //! is answered with CRLF (RFC 5626 §4.4.1).
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use switchboard_model::Transport;
 use switchboard_registrar::Origin;
 use switchboard_sip::Frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -27,7 +28,7 @@ use crate::tracker::Tracker;
 /// 64 KiB is the UDP limit and plenty for a REGISTER).
 const MAX_MESSAGE: usize = switchboard_sip::MAX_MESSAGE_SIZE;
 
-/// Where a request of ours can be sent: the UDP sockets we listen on and the open TCP
+/// Where a request of ours can be sent: the UDP sockets we listen on and the open stream
 /// connections.
 #[derive(Debug, Default)]
 pub struct Outbound {
@@ -85,7 +86,7 @@ impl Outbound {
             .cloned()
     }
 
-    fn open_connection(&self, id: u64, sender: &mpsc::Sender<Vec<u8>>) {
+    pub(crate) fn open_connection(&self, id: u64, sender: &mpsc::Sender<Vec<u8>>) {
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -99,7 +100,7 @@ impl Outbound {
     }
 
     /// Forgets connection `id`; returns the devices that registered over it.
-    fn close_connection(&self, id: u64) -> Vec<String> {
+    pub(crate) fn close_connection(&self, id: u64) -> Vec<String> {
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -191,6 +192,11 @@ pub async fn serve_udp(
         if len == 0 || len > MAX_MESSAGE {
             continue;
         }
+        // RFC 5626 §4.4.2 keepalive: a STUN Binding request on the SIP port, never SIP.
+        if crate::stun::is_stun(&buf[..len]) {
+            service.answer_stun(&socket, &buf[..len], source).await;
+            continue;
+        }
         let data = buf[..len].to_vec();
         let origin = Origin {
             source,
@@ -247,13 +253,49 @@ async fn serve_connection(
     source: SocketAddr,
     service: Arc<SipService>,
     tracker: Tracker,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let connection_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let peer = Peer {
+        source,
+        local,
+        transport: Transport::Tcp,
+    };
+    serve_stream(reader, writer, peer, service, tracker, shutdown).await;
+}
+
+/// Who is at the other end of a stream, and over what.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub source: SocketAddr,
+    pub local: SocketAddr,
+    pub transport: Transport,
+}
+
+/// Serves one byte stream (TCP, or TLS over TCP) until the peer closes it or `shutdown`
+/// flips: messages are framed by Content-Length, each handled on a task of its own, and the
+/// answers written back in order of completion. The connection is in the [`Outbound`] table
+/// while it is open; its close marks the bindings registered over it offline.
+pub(crate) async fn serve_stream<R, W>(
+    mut reader: R,
+    mut writer: W,
+    peer: Peer,
+    service: Arc<SipService>,
+    tracker: Tracker,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Peer {
+        source,
+        local,
+        transport,
+    } = peer;
+    let connection_id = next_connection_id();
     let (to_peer, mut outbox) = mpsc::channel::<Vec<u8>>(64);
     service.outbound().open_connection(connection_id, &to_peer);
     let writer_task = tokio::spawn(async move {
@@ -267,7 +309,7 @@ async fn serve_connection(
     let origin = Origin {
         source,
         local,
-        transport: Transport::Tcp,
+        transport,
         connection_id: Some(connection_id),
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -297,7 +339,7 @@ async fn serve_connection(
                 }
                 Err(error) => {
                     // Framing is lost (bad or missing Content-Length): answer if we can, close.
-                    debug!(%source, %error, "tcp framing error; closing");
+                    debug!(%source, %transport, %error, "stream framing error; closing");
                     if let Some(out) = service.handle(&buf, origin).await {
                         let _ = to_peer.send(out.bytes).await;
                     }
@@ -306,7 +348,7 @@ async fn serve_connection(
             }
         }
         if buf.len() > MAX_MESSAGE {
-            debug!(%source, "message too large on tcp; closing");
+            debug!(%source, %transport, "message too large on stream; closing");
             break;
         }
         let read = tokio::select! {
@@ -323,4 +365,9 @@ async fn serve_connection(
     let _ = writer_task.await;
     // Bindings that lived on this connection are unreachable now (RFC 5626 flow failure).
     service.connection_closed(connection_id, &devices).await;
+}
+
+/// A fresh connection id (unique for the life of the process, never 0).
+pub(crate) fn next_connection_id() -> u64 {
+    NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed)
 }

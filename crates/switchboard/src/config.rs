@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use switchboard_model::Transport;
 use switchboard_registrar::{Algorithm, ChallengeStyle, RegistrarConfig};
-use switchboard_runtime::{KeepaliveConfig, Listen, ServerConfig};
+use switchboard_runtime::{KeepaliveConfig, Listen, ServerConfig, TlsFiles};
 use switchboard_store::Synchronous;
 
 /// The file's shape. Every field is optional: absent means "the default".
@@ -21,6 +22,12 @@ pub struct FileConfig {
     pub http_listen: Option<String>,
     pub sip_listen: Option<Vec<String>>,
     pub sip_aliases: Option<Vec<String>>,
+    /// PEM certificate chain for `tls` listeners (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates client certificates on `tls` listeners must chain to.
+    pub tls_client_ca: Option<PathBuf>,
     pub log_format: Option<String>,
     #[serde(default)]
     pub registrar: RegistrarSection,
@@ -101,6 +108,8 @@ pub struct RegistrarSection {
     pub keepalive_failures: Option<u32>,
     /// How long a keepalive OPTIONS waits for its final response (default 5000).
     pub keepalive_timeout_ms: Option<u64>,
+    /// RFC 5626 `Flow-Timer` in seconds, told to outbound clients (default 120).
+    pub flow_timer: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -117,6 +126,9 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("SWITCHBOARD_HTTP_LISTEN", "http_listen", Kind::Text),
     ("SWITCHBOARD_SIP_LISTEN", "sip_listen", Kind::List),
     ("SWITCHBOARD_SIP_ALIASES", "sip_aliases", Kind::List),
+    ("SWITCHBOARD_TLS_CERT", "tls_cert", Kind::Text),
+    ("SWITCHBOARD_TLS_KEY", "tls_key", Kind::Text),
+    ("SWITCHBOARD_TLS_CLIENT_CA", "tls_client_ca", Kind::Text),
     ("SWITCHBOARD_LOG_FORMAT", "log_format", Kind::Text),
     (
         "SWITCHBOARD_REGISTRAR_MIN_EXPIRES",
@@ -176,6 +188,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "SWITCHBOARD_REGISTRAR_KEEPALIVE_TIMEOUT_MS",
         "registrar.keepalive_timeout_ms",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_FLOW_TIMER",
+        "registrar.flow_timer",
         Kind::Integer,
     ),
     (
@@ -373,11 +390,16 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub sip_listen: Vec<String>,
     pub http_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8000";
 pub const DEFAULT_SIP_LISTEN: &[&str] = &["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"];
+/// Added to the defaults when a certificate is configured (`ws` is off unless configured).
+pub const DEFAULT_TLS_LISTEN: &[&str] = &["tls:0.0.0.0:5061", "wss:0.0.0.0:7443"];
 
 impl Settings {
     pub fn resolve(file: FileConfig, overrides: Overrides) -> anyhow::Result<Settings> {
@@ -392,11 +414,38 @@ impl Settings {
         let http_listen: SocketAddr = http_text
             .parse()
             .with_context(|| format!("http_listen '{http_text}' is not HOST:PORT"))?;
+        let client_ca = overrides.tls_client_ca.or(file.tls_client_ca);
+        if client_ca.is_some() && overrides.tls_cert.is_none() && file.tls_cert.is_none() {
+            bail!("tls_client_ca is set but tls_cert and tls_key are not");
+        }
+        let tls = match (
+            overrides.tls_cert.or(file.tls_cert),
+            overrides.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: client_ca.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => bail!("tls_cert is set but tls_key is not: both are needed"),
+            (None, Some(_)) => bail!("tls_key is set but tls_cert is not: both are needed"),
+        };
         let sip_specs = if !overrides.sip_listen.is_empty() {
             overrides.sip_listen
         } else {
-            file.sip_listen
-                .unwrap_or_else(|| DEFAULT_SIP_LISTEN.iter().map(|s| (*s).to_owned()).collect())
+            file.sip_listen.unwrap_or_else(|| {
+                let tls_defaults = if tls.is_some() {
+                    DEFAULT_TLS_LISTEN
+                } else {
+                    &[]
+                };
+                DEFAULT_SIP_LISTEN
+                    .iter()
+                    .chain(tls_defaults)
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            })
         };
         if sip_specs.is_empty() {
             bail!("sip_listen is empty: at least one SIP listener is needed");
@@ -405,6 +454,15 @@ impl Settings {
             .iter()
             .map(|spec| spec.parse::<Listen>().map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if tls.is_none()
+            && let Some(listen) = sip_listen
+                .iter()
+                .find(|listen| matches!(listen.transport, Transport::Tls | Transport::Wss))
+        {
+            bail!(
+                "sip_listen {listen} needs a certificate: set --tls-cert and --tls-key (or tls_cert and tls_key)"
+            );
+        }
         let log_json = match file.log_format.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -428,6 +486,7 @@ impl Settings {
                 .notify_timeout_ms
                 .unwrap_or(switchboard_runtime::client::TIMER_F_MS),
             keepalive: keepalive_config(&file.registrar)?,
+            tls,
             ..ServerConfig::default()
         };
         if !(100..=600_000).contains(&server.notify_timeout_ms) {
@@ -637,6 +696,10 @@ fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfi
     if max_contacts == 0 {
         bail!("registrar.max_contacts must be at least 1");
     }
+    let flow_timer = section.flow_timer.unwrap_or(defaults.flow_timer);
+    if !(1..=3600).contains(&flow_timer) {
+        bail!("registrar.flow_timer must lie between 1 and 3600 seconds");
+    }
     Ok(RegistrarConfig {
         min_expires,
         default_expires,
@@ -647,6 +710,7 @@ fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfi
         allow_legacy_digest: section
             .allow_legacy_digest
             .unwrap_or(defaults.allow_legacy_digest),
+        flow_timer,
         ..defaults
     })
 }
@@ -748,6 +812,119 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_adds_the_tls_listener_and_tls_without_one_is_an_error() {
+        let resolve = |pairs: &[(&str, &str)], overrides: Overrides| {
+            load(None, &env(pairs)).and_then(|file| Settings::resolve(file, overrides))
+        };
+        let plain = resolve(&[], Overrides::default()).expect("resolves");
+        assert!(plain.server.tls.is_none());
+        assert!(
+            plain
+                .server
+                .sip_listen
+                .iter()
+                .all(|listen| listen.transport != Transport::Tls)
+        );
+        let with_cert = resolve(
+            &[
+                ("SWITCHBOARD_TLS_CERT", "/etc/sb/cert.pem"),
+                ("SWITCHBOARD_TLS_KEY", "/etc/sb/key.pem"),
+            ],
+            Overrides::default(),
+        )
+        .expect("resolves");
+        let files = with_cert.server.tls.expect("tls files");
+        assert_eq!(files.cert, PathBuf::from("/etc/sb/cert.pem"));
+        assert_eq!(files.key, PathBuf::from("/etc/sb/key.pem"));
+        let tls: Vec<_> = with_cert
+            .server
+            .sip_listen
+            .iter()
+            .filter(|listen| listen.transport == Transport::Tls)
+            .collect();
+        assert_eq!(tls.len(), 1);
+        assert_eq!(tls[0].addr.port(), 5061);
+        let wss: Vec<_> = with_cert
+            .server
+            .sip_listen
+            .iter()
+            .filter(|listen| listen.transport == Transport::Wss)
+            .collect();
+        assert_eq!(wss.len(), 1);
+        assert_eq!(wss[0].addr.port(), 7443);
+        assert!(
+            with_cert
+                .server
+                .sip_listen
+                .iter()
+                .all(|listen| listen.transport != Transport::Ws)
+        );
+        // Flags win over the environment.
+        let flagged = resolve(
+            &[
+                ("SWITCHBOARD_TLS_CERT", "/env/cert.pem"),
+                ("SWITCHBOARD_TLS_KEY", "/env/key.pem"),
+            ],
+            Overrides {
+                tls_cert: Some(PathBuf::from("/flag/cert.pem")),
+                tls_key: Some(PathBuf::from("/flag/key.pem")),
+                ..Overrides::default()
+            },
+        )
+        .expect("resolves");
+        assert_eq!(
+            flagged.server.tls.expect("tls").cert,
+            PathBuf::from("/flag/cert.pem")
+        );
+        let error = resolve(
+            &[],
+            Overrides {
+                sip_listen: vec!["tls:127.0.0.1:5061".to_owned()],
+                ..Overrides::default()
+            },
+        )
+        .expect_err("no certificate");
+        assert!(error.to_string().contains("--tls-cert"), "{error}");
+        let error = resolve(
+            &[(
+                "SWITCHBOARD_SIP_LISTEN",
+                "udp:127.0.0.1:5060,wss:127.0.0.1:7443",
+            )],
+            Overrides::default(),
+        )
+        .expect_err("wss without certificate");
+        assert!(error.to_string().contains("wss:127.0.0.1:7443"), "{error}");
+        let plain_ws = resolve(
+            &[("SWITCHBOARD_SIP_LISTEN", "ws:127.0.0.1:5066")],
+            Overrides::default(),
+        )
+        .expect("ws needs no certificate");
+        assert_eq!(plain_ws.server.sip_listen[0].transport, Transport::Ws);
+        let error = resolve(&[("SWITCHBOARD_TLS_CERT", "/c.pem")], Overrides::default())
+            .expect_err("cert without key");
+        assert!(error.to_string().contains("tls_key"), "{error}");
+        let error = resolve(
+            &[("SWITCHBOARD_TLS_CLIENT_CA", "/ca.pem")],
+            Overrides::default(),
+        )
+        .expect_err("client CA without certificate");
+        assert!(error.to_string().contains("tls_client_ca"), "{error}");
+        let verified = resolve(
+            &[
+                ("SWITCHBOARD_TLS_CERT", "/c.pem"),
+                ("SWITCHBOARD_TLS_KEY", "/k.pem"),
+                ("SWITCHBOARD_TLS_CLIENT_CA", "/ca.pem"),
+            ],
+            Overrides::default(),
+        )
+        .expect("resolves");
+        assert_eq!(
+            verified.server.tls.expect("tls").client_ca,
+            Some(PathBuf::from("/ca.pem"))
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
@@ -812,6 +989,7 @@ mod tests {
                 .contains("keepalive_timeout_ms")
         );
         assert!(bad(&[("SWITCHBOARD_WEBHOOKS_RETRY_BASE_MS", "1")]).contains("retry_base_ms"));
+        assert!(bad(&[("SWITCHBOARD_REGISTRAR_FLOW_TIMER", "0")]).contains("flow_timer"));
         assert!(bad(&[("SWITCHBOARD_WEBHOOKS_MAX_IN_FLIGHT", "0")]).contains("max_in_flight"));
     }
 }

@@ -60,9 +60,20 @@ struct Common {
 struct ServeArgs {
     #[command(flatten)]
     common: Common,
-    /// SIP listener SCHEME:HOST:PORT (udp, tcp); repeatable. Default udp and tcp on 0.0.0.0:5060.
+    /// SIP listener SCHEME:HOST:PORT (udp, tcp, tls, ws, wss); repeatable. Default udp and tcp
+    /// on 0.0.0.0:5060, and tls on 0.0.0.0:5061 and wss on 0.0.0.0:7443 when a certificate is
+    /// configured.
     #[arg(long = "sip-listen", value_name = "SCHEME:HOST:PORT")]
     sip_listen: Vec<String>,
+    /// PEM certificate chain for tls and wss listeners (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: tls listeners then require a client certificate chaining to them.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
     /// HTTP API listener. Default 127.0.0.1:8000.
     #[arg(long, value_name = "HOST:PORT")]
     http_listen: Option<String>,
@@ -381,6 +392,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: None,
             sip_listen: args.sip_listen,
             http_listen: args.http_listen,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            tls_client_ca: args.tls_client_ca,
         },
     )?;
     init_logging(settings.log_json);
@@ -393,6 +407,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("switchboard")
         .build()
         .context("cannot start the async runtime")?;
+    if settings.server.tls.is_none() {
+        info!(
+            "tls listener off: no certificate configured (--tls-cert and --tls-key, or tls_cert and tls_key); no tls or wss listener"
+        );
+    }
     let result = runtime.block_on(async {
         let dyn_store: Arc<dyn Store> = store.clone();
         let server = Server::start(settings.server.clone(), dyn_store).await?;
@@ -447,7 +466,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             http_stopped,
         ));
         info!("switchboard ready");
-        wait_for_signal().await;
+        wait_for_signal(&server).await;
         info!("shutting down: draining requests in flight");
         let _ = stop_http.send(());
         sampler.abort();
@@ -468,7 +487,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the TLS certificate.
+async fn wait_for_signal(server: &Server) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(signal) => signal,
@@ -478,8 +498,27 @@ async fn wait_for_signal() {
             return;
         }
     };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            error!(%error, "cannot listen for SIGHUP: certificate reload is off");
+            None
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match server.reload_tls() {
+                Ok(true) => {}
+                Ok(false) => info!("SIGHUP: no tls certificate configured, nothing to reload"),
+                Err(error) => error!(%error, "SIGHUP: tls certificate not reloaded, the old one stays in use"),
+            },
+        }
     }
 }

@@ -94,6 +94,13 @@ pub async fn render(metrics: &Metrics) -> String {
     );
     family(
         &mut out,
+        "switchboard_stun_keepalives_total",
+        "counter",
+        "STUN Binding requests answered on the UDP SIP port (RFC 5626 keepalives).",
+        &[("", load(&stats.stun_answered))],
+    );
+    family(
+        &mut out,
         "switchboard_sip_retransmissions_total",
         "counter",
         "Retransmitted requests absorbed by the transaction layer.",

@@ -2,6 +2,7 @@
 //! clients (`sipp`, raw sockets, plain HTTP). Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod phone;
 pub mod receiver;
 
 use std::io::{Read, Write};
@@ -136,6 +137,11 @@ impl Switchboard {
 
     /// Starts `switchboard serve` and waits (bounded) until it answers on HTTP.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// [`Switchboard::start`] with more `serve` arguments (more `--sip-listen`, `--tls-cert`).
+    pub fn start_with(&mut self, extra: &[String]) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
         let child = self
@@ -149,6 +155,7 @@ impl Switchboard {
             .arg(format!("tcp:127.0.0.1:{}", self.sip_port))
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port))
+            .args(extra)
             .stdout(Stdio::from(
                 std::fs::OpenOptions::new()
                     .create(true)
