@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod defence;
 pub mod directory;
 pub mod histogram;
 pub mod keepalive;
