@@ -46,6 +46,10 @@ pub struct RegistrarConfig {
     pub max_contact_len: usize,
     /// Most Contact values in one REGISTER.
     pub max_contacts_per_request: usize,
+    /// Registration storm control: a granted expiry is shortened by 0 to this many percent
+    /// (spread by a hash of the device, binding and time), never below `min_expires`, so
+    /// phones that registered together refresh apart.
+    pub expires_jitter_percent: u32,
 }
 
 impl Default for RegistrarConfig {
@@ -60,6 +64,7 @@ impl Default for RegistrarConfig {
             allow_legacy_digest: true,
             max_contact_len: 512,
             max_contacts_per_request: 32,
+            expires_jitter_percent: 10,
         }
     }
 }
@@ -544,6 +549,7 @@ impl Registrar {
                 continue;
             }
             let q_milli = contact.param("q").flatten().and_then(parse_q);
+            let expires = self.jittered(expires, min, &device.id, &key, now_ms);
             let registered_at_ms = existing.map_or(now_ms, |i| next[i].registered_at_ms);
             let binding = Binding {
                 account_id: device.account_id.clone(),
@@ -616,6 +622,29 @@ impl Registrar {
             bindings: next,
             changes,
         })
+    }
+
+    /// `expires` shortened by 0 to `expires_jitter_percent` %, never below `min`: the spread
+    /// comes from a hash of the device, the binding and the time, so it differs per phone and
+    /// per refresh but needs no randomness passed in.
+    fn jittered(&self, expires: u32, min: u32, device_id: &str, key: &str, now_ms: i64) -> u32 {
+        let percent = u64::from(self.config.expires_jitter_percent.min(100));
+        if percent == 0 || expires <= min {
+            return expires;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in device_id
+            .bytes()
+            .chain([0])
+            .chain(key.bytes())
+            .chain(now_ms.to_le_bytes())
+        {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let fraction = (hash >> 32) % 1001;
+        let cut = u64::from(expires) * percent * fraction / 100_000;
+        let granted = u64::from(expires).saturating_sub(cut);
+        u32::try_from(granted).unwrap_or(expires).max(min)
     }
 
     /// The event recorded for a refused request that names a known device.

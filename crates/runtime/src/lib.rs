@@ -33,10 +33,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use client::{Notify, NotifyOutcome};
+pub use defence::{BanAction, Cidr, DefenceConfig};
 pub use directory::DirectoryCache;
 pub use keepalive::KeepaliveConfig;
 pub use location::BindingTable;
-pub use service::{LocalNames, SipService, Stats};
+pub use service::{LocalNames, OverloadConfig, SecuritySnapshot, SipService, Stats};
 pub use tracker::Tracker;
 
 /// One SIP listener: `udp:HOST:PORT` or `tcp:HOST:PORT`.
@@ -91,6 +92,10 @@ pub struct ServerConfig {
     pub notify_timeout_ms: u64,
     /// The keepalive pinger (OPTIONS to every binding); `interval` zero turns it off.
     pub keepalive: KeepaliveConfig,
+    /// Failed-authentication bans, rate limits, allow/deny lists.
+    pub defence: DefenceConfig,
+    /// The bound on REGISTERs in progress.
+    pub overload: OverloadConfig,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +120,8 @@ impl Default for ServerConfig {
             transaction_linger_ms: 32_000,
             notify_timeout_ms: client::TIMER_F_MS,
             keepalive: KeepaliveConfig::default(),
+            defence: DefenceConfig::default(),
+            overload: OverloadConfig::default(),
         }
     }
 }
@@ -238,6 +245,8 @@ impl Server {
             local,
             config.transaction_linger_ms,
             config.notify_timeout_ms,
+            config.defence.clone(),
+            config.overload,
         ));
         for socket in &udp_sockets {
             service.outbound().add_udp(socket.clone());
@@ -353,6 +362,7 @@ async fn sweep_loop(
             }
         }
         service.transactions().sweep(now);
+        service.expire_bans(now);
     }
 }
 

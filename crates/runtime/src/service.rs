@@ -4,8 +4,8 @@
 //! server originates ([`SipService::notify`]).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use switchboard_model::{Binding, Change, Event, EventKind, Transport};
@@ -20,6 +20,7 @@ use crate::client::{
     options_request,
 };
 use crate::clock::now_ms;
+use crate::defence::{Admission, Ban, BanAction, Defence, DefenceConfig};
 use crate::directory::{CachedDevice, DirectoryCache};
 use crate::location::BindingTable;
 use crate::transaction::{Begin, Transactions};
@@ -51,6 +52,17 @@ pub struct Stats {
     pub keepalives_failed: AtomicU64,
     /// Round trip of answered keepalives.
     pub keepalive_rtt: crate::histogram::Histogram,
+    /// Addresses banned, and bans lifted (ran out or by the operator).
+    pub bans: AtomicU64,
+    pub unbans: AtomicU64,
+    /// Messages from a banned or deny-listed address (answered 403 or dropped).
+    pub banned_refused: AtomicU64,
+    /// Requests over their address's rate (503).
+    pub rate_limited: AtomicU64,
+    /// REGISTERs shed by the overload guard (503).
+    pub overload_shed: AtomicU64,
+    /// Correct credentials refused because the username is slowed and the address failed.
+    pub slowed: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -89,6 +101,15 @@ impl LocalNames {
     }
 }
 
+/// What the defence holds now, for the operator API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecuritySnapshot {
+    pub now_ms: i64,
+    pub bans: Vec<Ban>,
+    pub slowdowns: Vec<crate::defence::Slowdown>,
+    pub counters: crate::defence::Counters,
+}
+
 /// A response and where it goes.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -108,7 +129,55 @@ pub struct SipService {
     client: ClientTransactions,
     /// Timer F for the requests we originate.
     client_timeout_ms: u64,
+    defence: Mutex<Defence>,
+    guard: OverloadGuard,
     pub stats: Stats,
+}
+
+/// The global overload guard: REGISTERs handled at once (most of them waiting for their
+/// commit) are bounded; beyond it a REGISTER is answered `503` at once instead of queueing, so
+/// the ones admitted keep their latency and a storm drains instead of melting down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverloadConfig {
+    /// REGISTERs in progress at most (0: unbounded).
+    pub max_in_flight: usize,
+    /// The `Retry-After` of a shed REGISTER, seconds.
+    pub retry_after_secs: u32,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            max_in_flight: 2048,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OverloadGuard {
+    config: OverloadConfig,
+    in_flight: AtomicUsize,
+}
+
+/// One admitted REGISTER; dropping it frees its place.
+struct Permit<'a>(&'a AtomicUsize);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl OverloadGuard {
+    fn enter(&self) -> Option<Permit<'_>> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit(&self.in_flight);
+        if self.config.max_in_flight != 0 && before >= self.config.max_in_flight {
+            return None;
+        }
+        Some(permit)
+    }
 }
 
 impl std::fmt::Debug for SipService {
@@ -129,8 +198,15 @@ impl SipService {
         local: LocalNames,
         transaction_linger_ms: i64,
         client_timeout_ms: u64,
+        defence: DefenceConfig,
+        overload: OverloadConfig,
     ) -> Self {
         SipService {
+            defence: Mutex::new(Defence::new(defence)),
+            guard: OverloadGuard {
+                config: overload,
+                in_flight: AtomicUsize::new(0),
+            },
             registrar,
             directory,
             bindings,
@@ -318,6 +394,30 @@ impl SipService {
     /// Handles one message (a datagram, or one framed message of a stream).
     pub async fn handle(&self, data: &[u8], origin: Origin) -> Option<Outgoing> {
         bump(&self.stats.requests);
+        let is_request = !data.starts_with(b"SIP/");
+        let admission = self
+            .defence()
+            .admit(origin.source.ip(), is_request, now_ms());
+        match admission {
+            Admission::Admit => {}
+            Admission::Refuse(action) => {
+                bump(&self.stats.banned_refused);
+                return match action {
+                    BanAction::Drop => None,
+                    BanAction::Forbid => self.answer_early(data, &origin, 403, "Forbidden", None),
+                };
+            }
+            Admission::RateLimited { retry_after_secs } => {
+                bump(&self.stats.rate_limited);
+                return self.answer_early(
+                    data,
+                    &origin,
+                    503,
+                    "Service Unavailable",
+                    Some(retry_after_secs),
+                );
+            }
+        }
         let msg = match switchboard_sip::parse(data) {
             Ok(msg) => msg,
             Err(error) => {
@@ -386,6 +486,14 @@ impl SipService {
         origin: Origin,
         destination: SocketAddr,
     ) -> Option<Outgoing> {
+        let Some(_permit) = self.guard.enter() else {
+            bump(&self.stats.overload_shed);
+            let retry_after = self.guard.config.retry_after_secs.to_string();
+            let bytes = self.simple_response(msg, &origin, 503, "Service Unavailable", |w| {
+                w.header("Retry-After", &retry_after);
+            });
+            return Some(Outgoing { bytes, destination });
+        };
         let key = self.transactions.key(msg);
         if let Some(key) = key {
             match self.transactions.begin(key, now_ms()) {
@@ -436,6 +544,7 @@ impl SipService {
             return self.refuse(msg, origin, &Refusal::UnknownUser, None, now);
         };
         let realm = cached.account.realm.as_str();
+        let username = format!("{}@{}", inspected.user.to_ascii_lowercase(), realm);
         match self.registrar.authenticate(
             msg,
             origin,
@@ -444,7 +553,20 @@ impl SipService {
             cached.ha1.as_ref(),
             now,
         ) {
-            AuthOutcome::Authenticated => {}
+            AuthOutcome::Authenticated => {
+                if self.defence().slowed(origin.source.ip(), &username, now) {
+                    // The username is under attack and this address failed lately: the
+                    // answer is a wrong password's, so a guess that is right teaches nothing.
+                    bump(&self.stats.slowed);
+                    return self.refuse(
+                        msg,
+                        origin,
+                        &Refusal::Challenge { stale: false },
+                        Some(realm),
+                        now,
+                    );
+                }
+            }
             AuthOutcome::Refused { refusal, failure } => {
                 let kind = match (&refusal, failure) {
                     (_, Some(_)) => Some(EventKind::AuthFailed),
@@ -466,10 +588,139 @@ impl SipService {
                     );
                     self.record(event);
                 }
+                if failure.is_some() {
+                    self.failed(origin, msg, &username, Some(&cached.account.id), now);
+                }
                 return self.refuse(msg, origin, &refusal, Some(realm), now);
             }
         }
         self.bind(msg, &inspected, origin, &cached, now).await
+    }
+
+    fn defence(&self) -> MutexGuard<'_, Defence> {
+        self.defence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a wrong digest response; a ban it causes is recorded as a `banned` event.
+    fn failed(
+        &self,
+        origin: &Origin,
+        msg: &Message<'_>,
+        username: &str,
+        account_id: Option<&str>,
+        now: i64,
+    ) {
+        let ban = self
+            .defence()
+            .failure(origin.source.ip(), Some(username), account_id, now);
+        if let Some(ban) = ban {
+            bump(&self.stats.bans);
+            warn!(address = %ban.address, failures = ban.failures, offence = ban.offence,
+                until_ms = ban.until_ms, "address banned after failed authentications");
+            let user_agent = msg
+                .header(switchboard_sip::HeaderName::UserAgent)
+                .map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
+            self.record_ban_event(
+                EventKind::Banned,
+                &ban,
+                Some(origin.transport),
+                user_agent,
+                ban.reason(),
+                now,
+            );
+        }
+    }
+
+    /// A `banned` or `unbanned` event: about an address, no device. It belongs to the account
+    /// whose realm was attacked, else to the oldest top-level account (the operator's).
+    fn record_ban_event(
+        &self,
+        kind: EventKind,
+        ban: &Ban,
+        transport: Option<Transport>,
+        user_agent: Option<String>,
+        reason: String,
+        now: i64,
+    ) -> Option<switchboard_store::CommitFuture> {
+        let Some(account_id) = ban
+            .account_id
+            .clone()
+            .or_else(|| self.directory.top_level_account_id())
+        else {
+            warn!(address = %ban.address, "no account to record a ban event under");
+            return None;
+        };
+        let event = Event {
+            id: 0,
+            at_ms: now,
+            kind,
+            account_id,
+            device_id: None,
+            binding_key: None,
+            contact: None,
+            address: Some(ban.address.to_string()),
+            transport,
+            user_agent,
+            reason: Some(reason),
+        };
+        Some(self.store.commit(vec![Change::AppendEvent(event)]))
+    }
+
+    /// Lifts the bans that ran out (each an `unbanned` event); called by the sweeper.
+    pub fn expire_bans(&self, now: i64) {
+        let lifted = self.defence().expire(now);
+        for ban in lifted {
+            bump(&self.stats.unbans);
+            if let Some(commit) = self.record_ban_event(
+                EventKind::Unbanned,
+                &ban,
+                None,
+                None,
+                "ban ran out".to_owned(),
+                now,
+            ) {
+                drop(commit);
+            }
+        }
+    }
+
+    /// The operator lifts the ban of `address` (an `unbanned` event, committed before this
+    /// returns); the ban lifted, if there was one.
+    pub async fn lift_ban(&self, address: IpAddr) -> Option<Ban> {
+        let ban = self.defence().unban(address)?;
+        bump(&self.stats.unbans);
+        let now = now_ms();
+        if let Some(commit) = self.record_ban_event(
+            EventKind::Unbanned,
+            &ban,
+            None,
+            None,
+            "lifted by the operator".to_owned(),
+            now,
+        ) && let Err(error) = commit.await
+        {
+            bump(&self.stats.storage_errors);
+            warn!(%error, "recording an unban failed");
+        }
+        Some(ban)
+    }
+
+    /// Ends the slowdown of a username (`user@realm`) now; whether it was slowed.
+    pub fn lift_slowdown(&self, username: &str) -> bool {
+        self.defence()
+            .lift_slowdown(&username.to_ascii_lowercase(), now_ms())
+    }
+
+    /// Current bans, slowed usernames and failure counters.
+    pub fn security_snapshot(&self) -> SecuritySnapshot {
+        let now = now_ms();
+        let defence = self.defence();
+        SecuritySnapshot {
+            now_ms: now,
+            bans: defence.bans(now),
+            slowdowns: defence.slowdowns(now),
+            counters: defence.counters(now),
+        }
     }
 
     /// The 200 for a retransmission of an accepted REGISTER: the current bindings, without
@@ -643,6 +894,33 @@ impl SipService {
         extra(&mut writer);
         writer.finish();
         out
+    }
+
+    /// A refusal decided before the message is handled (ban, rate limit): requests that can
+    /// be addressed get `code`; anything else (responses, ACK, garbage) is dropped.
+    fn answer_early(
+        &self,
+        data: &[u8],
+        origin: &Origin,
+        code: u16,
+        reason: &str,
+        retry_after_secs: Option<u32>,
+    ) -> Option<Outgoing> {
+        let msg = switchboard_sip::parse(data).ok()?;
+        let request = msg.request()?;
+        if matches!(request.method, Method::Ack) {
+            return None;
+        }
+        msg.call_id().ok()?;
+        msg.cseq().ok()?;
+        msg.top_via().ok()?;
+        let destination = response_destination(&msg, origin);
+        let bytes = self.simple_response(&msg, origin, code, reason, |w| {
+            if let Some(secs) = retry_after_secs {
+                w.header("Retry-After", &secs.to_string());
+            }
+        });
+        Some(Outgoing { bytes, destination })
     }
 
     /// Answers a message the parser rejected, when enough of it is readable to address an

@@ -11,6 +11,14 @@ fn registrar(config: RegistrarConfig) -> Registrar {
     Registrar::new(config, [42; 32], 300, 1024, 1)
 }
 
+/// The defaults without expires jitter, so the expiries the tests check are exact.
+fn exact() -> RegistrarConfig {
+    RegistrarConfig {
+        expires_jitter_percent: 0,
+        ..RegistrarConfig::default()
+    }
+}
+
 fn device() -> Device {
     Device {
         id: "d1".into(),
@@ -170,7 +178,7 @@ fn events(changes: &[Change]) -> Vec<EventKind> {
 
 #[test]
 fn inspect_selects_realm_and_user_and_checks_the_request_uri() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let request = Request::new();
     let text = request.text();
     let inspected = registrar.inspect(&parse(&text), local).expect("accepted");
@@ -203,7 +211,7 @@ fn inspect_selects_realm_and_user_and_checks_the_request_uri() {
 
 #[test]
 fn no_credentials_means_a_challenge_for_each_algorithm() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let outcome = auth(&registrar, &Request::new().text(), &device(), NOW);
     assert_eq!(
         outcome,
@@ -222,7 +230,7 @@ fn no_credentials_means_a_challenge_for_each_algorithm() {
 
 #[test]
 fn md5_and_sha256_credentials_authenticate() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
         let mut request = Request::new();
         let uri = request.request_uri.clone();
@@ -239,7 +247,7 @@ fn md5_and_sha256_credentials_authenticate() {
 
 #[test]
 fn precomputed_ha1_gives_the_same_verdict() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let cache = Ha1Cache::new("alice", REALM, "secret");
     let mut request = Request::new();
     let uri = request.request_uri.clone();
@@ -261,7 +269,7 @@ fn precomputed_ha1_gives_the_same_verdict() {
 
 #[test]
 fn wrong_password_is_a_failure_and_a_new_challenge() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials(
@@ -283,7 +291,7 @@ fn wrong_password_is_a_failure_and_a_new_challenge() {
 
 #[test]
 fn old_nonce_with_right_password_is_stale_not_a_failure() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials(
@@ -305,7 +313,7 @@ fn old_nonce_with_right_password_is_stale_not_a_failure() {
 
 #[test]
 fn nonce_counts_cannot_be_replayed() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials(
@@ -333,7 +341,7 @@ fn nonce_counts_cannot_be_replayed() {
 
 #[test]
 fn digest_uri_must_name_the_request_uri() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.authorization = Some(credentials(
         &registrar,
@@ -354,7 +362,7 @@ fn digest_uri_must_name_the_request_uri() {
 
 #[test]
 fn forged_nonce_and_foreign_user_are_refused() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials_for(
@@ -398,7 +406,7 @@ fn forged_nonce_and_foreign_user_are_refused() {
 
 #[test]
 fn disabled_and_ip_devices() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut disabled = device();
     disabled.enabled = false;
     assert_eq!(
@@ -429,7 +437,7 @@ fn disabled_and_ip_devices() {
 fn proxy_style_challenges_use_407_headers() {
     let registrar = registrar(RegistrarConfig {
         challenge: ChallengeStyle::Proxy,
-        ..RegistrarConfig::default()
+        ..exact()
     });
     let (name, _) = registrar.challenges(REALM, false, NOW);
     assert_eq!(name, "Proxy-Authenticate");
@@ -443,7 +451,7 @@ fn proxy_style_challenges_use_407_headers() {
 
 #[test]
 fn a_new_contact_is_bound_with_its_expires() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let registration = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     assert_eq!(registration.bindings.len(), 1);
     let binding = &registration.bindings[0];
@@ -456,8 +464,35 @@ fn a_new_contact_is_bound_with_its_expires() {
 }
 
 #[test]
-fn expires_rules() {
+fn expires_jitter_spreads_granted_expiries_below_the_request_never_below_the_minimum() {
     let registrar = registrar(RegistrarConfig::default());
+    assert_eq!(registrar.config().expires_jitter_percent, 10);
+    let mut granted = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        let now = NOW + i * 1_000;
+        let registration = apply(&registrar, &Request::new(), &device(), &[], now).expect("bound");
+        let secs = (registration.bindings[0].expires_at_ms - now) / 1000;
+        assert!((3240..=3600).contains(&secs), "{secs}");
+        granted.insert(secs);
+    }
+    // 200 phones registering together refresh over many distinct moments, not one.
+    assert!(granted.len() > 100, "{}", granted.len());
+    // At the minimum there is nothing to take off.
+    let mut request = Request::new();
+    request.expires = Some("60".into());
+    let registration = apply(&registrar, &request, &device(), &[], NOW).expect("bound");
+    assert_eq!(registration.bindings[0].expires_at_ms, NOW + 60_000);
+    // Just above it, never below it.
+    request.expires = Some("61".into());
+    for i in 0..50 {
+        let registration = apply(&registrar, &request, &device(), &[], NOW + i).expect("bound");
+        assert!(registration.bindings[0].expires_at_ms - (NOW + i) >= 60_000);
+    }
+}
+
+#[test]
+fn expires_rules() {
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.expires = Some("30".into());
     assert_eq!(
@@ -490,7 +525,7 @@ fn expires_rules() {
 
 #[test]
 fn refresh_unregister_and_retransmission() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     let mut refresh = Request::new();
     refresh.cseq = 2;
@@ -537,7 +572,7 @@ fn refresh_unregister_and_retransmission() {
 
 #[test]
 fn refreshing_an_offline_binding_brings_it_online() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     assert!(first.bindings[0].reachable);
     let mut offline = first.bindings.clone();
@@ -579,7 +614,7 @@ fn refreshing_an_offline_binding_brings_it_online() {
 fn star_removes_everything_and_needs_expires_zero() {
     let registrar = registrar(RegistrarConfig {
         max_contacts: 3,
-        ..RegistrarConfig::default()
+        ..exact()
     });
     let mut two = Request::new();
     two.contacts = vec![
@@ -608,7 +643,7 @@ fn star_removes_everything_and_needs_expires_zero() {
 
 #[test]
 fn a_query_lists_without_changing() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let bound = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     let mut query = Request::new();
     query.cseq = 2;
@@ -620,7 +655,7 @@ fn a_query_lists_without_changing() {
 
 #[test]
 fn max_contacts_replaces_the_oldest_binding() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     // The phone rebooted: new Call-ID, new port.
     let mut rebooted = Request::new();
@@ -644,7 +679,7 @@ fn max_contacts_replaces_the_oldest_binding() {
 
 #[test]
 fn instance_id_keys_the_binding() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.contacts =
         vec!["<sip:alice@192.0.2.10:5062>;+sip.instance=\"<urn:uuid:1234>\";reg-id=1".into()];
@@ -664,7 +699,7 @@ fn instance_id_keys_the_binding() {
 fn lapsed_bindings_are_expired_when_touched() {
     let registrar = registrar(RegistrarConfig {
         max_contacts: 2,
-        ..RegistrarConfig::default()
+        ..exact()
     });
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     let mut other = Request::new();
@@ -681,7 +716,7 @@ fn lapsed_bindings_are_expired_when_touched() {
 
 #[test]
 fn bad_contacts_change_nothing() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.contacts = vec![
         "<sip:alice@192.0.2.10:5062>".into(),

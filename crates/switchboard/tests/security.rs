@@ -1,0 +1,229 @@
+//! Abuse defence end to end: the real binary attacked from one loopback address while a
+//! legitimate phone on another keeps registering. Raw UDP clients bound to 127.0.0.x (Linux
+//! routes all of 127/8 to loopback); every loop is bounded in count and time.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::{REALM, Switchboard};
+use md5::{Digest, Md5};
+use switchboard_model::EventKind;
+use switchboard_store::{EventQuery, History};
+
+fn md5_hex(text: &str) -> String {
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
+fn header<'m>(message: &'m str, name: &str) -> Option<&'m str> {
+    message.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// A parameter of a digest challenge (`realm="…"`).
+fn challenge_param(challenge: &str, name: &str) -> Option<String> {
+    let start = challenge.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &challenge[start..];
+    Some(match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?.to_owned(),
+        None => rest.split([',', ' ']).next()?.to_owned(),
+    })
+}
+
+fn status_of(message: &str) -> u16 {
+    message
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A digest client on one UDP socket bound to a chosen loopback address.
+struct Client {
+    socket: UdpSocket,
+    user: String,
+    password: String,
+    realm: String,
+    cseq: u32,
+    call_id: String,
+    nc: u32,
+    contacts: usize,
+}
+
+impl Client {
+    fn new(address: &str, user: &str, password: &str, server_port: u16) -> Client {
+        let socket = UdpSocket::bind((address, 0)).expect("bind a loopback address");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        socket.connect(("127.0.0.1", server_port)).expect("connect");
+        Client {
+            socket,
+            user: user.to_owned(),
+            password: password.to_owned(),
+            realm: REALM.to_owned(),
+            cseq: 0,
+            call_id: format!("{user}-{address}-{}", std::process::id()),
+            nc: 0,
+            contacts: 1,
+        }
+    }
+
+    fn local(&self) -> std::net::SocketAddr {
+        self.socket.local_addr().expect("addr")
+    }
+
+    fn request(&mut self, authorization: Option<String>) -> String {
+        self.cseq += 1;
+        let local = self.local();
+        let (user, realm) = (&self.user, &self.realm);
+        let authorization = authorization
+            .map(|value| format!("Authorization: {value}\r\n"))
+            .unwrap_or_default();
+        let contacts: String = (0..self.contacts)
+            .map(|i| format!("Contact: <sip:{user}@{local};line={i}>\r\n"))
+            .collect();
+        format!(
+            "REGISTER sip:{realm} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{user}{cseq}x{nc};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{realm}>;tag=t{cseq}\r\nTo: <sip:{user}@{realm}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n{contacts}Expires: 600\r\nUser-Agent: security-test\r\n{authorization}Content-Length: 0\r\n\r\n",
+            cseq = self.cseq,
+            nc = self.nc,
+            call_id = self.call_id,
+        )
+    }
+
+    fn authorization(&mut self, challenge: &str) -> String {
+        let realm = challenge_param(challenge, "realm").expect("realm");
+        let nonce = challenge_param(challenge, "nonce").expect("nonce");
+        self.nc += 1;
+        let nc = format!("{:08x}", self.nc);
+        let cnonce = "0a4f113b";
+        let uri = format!("sip:{}", self.realm);
+        let ha1 = md5_hex(&format!("{}:{realm}:{}", self.user, self.password));
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+        format!(
+            "Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
+            self.user
+        )
+    }
+
+    /// Sends `request` and waits (at most 2 s) for the answer to it; `None` when none came.
+    fn exchange(&self, request: &str) -> Option<String> {
+        self.socket.send(request.as_bytes()).expect("send");
+        let cseq = header(request, "CSeq").unwrap_or_default().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut buf = vec![0u8; 65_536];
+        while Instant::now() < deadline {
+            let Ok(len) = self.socket.recv(&mut buf) else {
+                continue;
+            };
+            let message = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if message.starts_with("SIP/2.0 ") && header(&message, "CSeq") == Some(cseq.as_str()) {
+                return Some(message);
+            }
+        }
+        None
+    }
+
+    /// One registration attempt: REGISTER, and on a 401 again with credentials. The final
+    /// answer (the first one when it is not a challenge); `None` when the server was silent.
+    fn attempt(&mut self) -> Option<(String, Option<String>)> {
+        let request = self.request(None);
+        let first = self.exchange(&request)?;
+        if status_of(&first) != 401 {
+            return Some((first, None));
+        }
+        let challenge = first
+            .lines()
+            .filter_map(|line| line.strip_prefix("WWW-Authenticate:"))
+            .find(|value| !value.contains("SHA-256"))
+            .expect("an MD5 challenge")
+            .trim()
+            .to_owned();
+        let authorization = self.authorization(&challenge);
+        let request = self.request(Some(authorization));
+        let second = self.exchange(&request)?;
+        Some((second, Some(first)))
+    }
+
+    fn attempt_status(&mut self) -> u16 {
+        self.attempt().map_or(0, |(answer, _)| status_of(&answer))
+    }
+}
+
+fn security_events(board: &Switchboard, kinds: Vec<EventKind>) -> Vec<switchboard_model::Event> {
+    let store = board.store();
+    let events = store
+        .events(&EventQuery {
+            kinds,
+            ..EventQuery::default()
+        })
+        .expect("events");
+    store.close();
+    events
+}
+
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+#[test]
+fn a_brute_forcer_is_banned_while_the_phone_on_another_address_keeps_registering() {
+    let mut board = Switchboard::prepare(&[]);
+    board.device("alice", "alice-secret");
+    board.start();
+    let port = board.sip_port;
+    let mut phone = Client::new("127.0.0.1", "alice", "alice-secret", port);
+    let mut attacker = Client::new("127.0.0.2", "alice", "guess", port);
+
+    assert_eq!(phone.attempt_status(), 200, "{}", board.log());
+    let mut answers = Vec::new();
+    for guess in 0..10 {
+        attacker.password = format!("guess-{guess}");
+        answers.push(attacker.attempt_status());
+        // The phone is never disturbed.
+        assert_eq!(phone.attempt_status(), 200, "after guess {guess}");
+    }
+    // Every wrong guess is answered like a wrong password (a new challenge).
+    assert_eq!(answers, vec![401; 10]);
+    // The tenth failure banned 127.0.0.2: everything it sends now gets 403, even the right
+    // password; the phone on 127.0.0.1 goes on registering.
+    attacker.password = "alice-secret".to_owned();
+    assert_eq!(attacker.attempt_status(), 403);
+    for _ in 0..3 {
+        assert_eq!(phone.attempt_status(), 200);
+    }
+    // Events are committed without holding up the answer: wait (bounded) for them.
+    assert!(eventually(Duration::from_secs(5), || {
+        security_events(&board, vec![EventKind::Banned]).len() == 1
+            && security_events(&board, vec![EventKind::AuthFailed]).len() == 10
+    }));
+    let banned = security_events(&board, vec![EventKind::Banned]);
+    assert_eq!(banned[0].address.as_deref(), Some("127.0.0.2"));
+    assert_eq!(banned[0].account_id, board.account_id);
+    assert_eq!(banned[0].device_id, None);
+    assert!(
+        banned[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("10 failed authentications")),
+        "{banned:?}"
+    );
+    let failures = security_events(&board, vec![EventKind::AuthFailed]);
+    assert_eq!(failures.len(), 10, "one auth_failed per wrong guess");
+    assert!(failures.iter().all(|e| {
+        e.address
+            .as_deref()
+            .is_some_and(|a| a.starts_with("127.0.0.2:"))
+    }));
+}
