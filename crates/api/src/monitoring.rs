@@ -740,7 +740,10 @@ pub fn event_payload(event: &Event) -> Value {
     put("deviceId", event.device_id.clone().map(Value::from));
     put(
         "status",
-        event.kind.implied_state().map(|state| state.as_str().into()),
+        event
+            .kind
+            .implied_state()
+            .map(|state| state.as_str().into()),
     );
     let (ip, port) = event.address.as_deref().map_or((None, None), host_port);
     put("ipAddress", ip.map(Value::from));

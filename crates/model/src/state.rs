@@ -283,7 +283,11 @@ mod tests {
         }
         for kind in EventKind::ALL {
             assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
-            let family = if kind.is_device_event() { "device" } else { "security" };
+            let family = if kind.is_device_event() {
+                "device"
+            } else {
+                "security"
+            };
             assert_eq!(kind.event_name(), format!("{family}.{}", kind.as_str()));
             assert_eq!(EventKind::from_event_name(kind.event_name()), Some(kind));
             assert_eq!(EventKind::from_event_name(kind.as_str()), Some(kind));
