@@ -87,12 +87,8 @@ pub enum Refusal {
     BadAor,
     /// The Request-URI names neither a served realm nor this registrar.
     NotServed,
-    /// No account has the realm, or the realm has no such user.
-    UnknownUser,
-    /// The device is disabled.
+    /// The device is disabled (told only to a request whose credentials verify).
     Disabled,
-    /// Authenticated, but not as the owner of this AOR, or source IP not allowed.
-    Forbidden(&'static str),
     /// Credentials missing, wrong or stale: answer with a challenge.
     Challenge { stale: bool },
     /// Expires below the minimum (423 + Min-Expires).
@@ -110,9 +106,7 @@ impl Refusal {
             Refusal::BadRequest(reason) => (400, reason),
             Refusal::BadAor => (400, "Bad Request (To must be a SIP URI)"),
             Refusal::NotServed => (404, "Not Found (domain not served here)"),
-            Refusal::UnknownUser => (404, "Not Found"),
             Refusal::Disabled => (403, "Forbidden (device disabled)"),
-            Refusal::Forbidden(reason) => (403, reason),
             Refusal::Challenge { .. } => match style {
                 ChallengeStyle::Www => (401, "Unauthorized"),
                 ChallengeStyle::Proxy => (407, "Proxy Authentication Required"),
@@ -145,10 +139,29 @@ pub struct Registration {
 }
 
 /// Knows the rules and the nonce secret; holds no bindings and does no I/O.
-#[derive(Debug)]
 pub struct Registrar {
     config: RegistrarConfig,
     nonces: NonceManager,
+    /// What an unknown user's response is checked against (derived from the nonce secret,
+    /// never disclosed; the check fails whatever it gives).
+    decoy_password: String,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar")
+            .field("config", &self.config)
+            .field("nonces", &self.nonces)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A known user's credentials.
+#[derive(Clone, Copy)]
+struct Secret<'a> {
+    username: &'a str,
+    password: &'a str,
+    precomputed: Option<&'a Ha1Cache>,
 }
 
 /// What [`Registrar::authenticate`] concluded.
@@ -171,8 +184,17 @@ impl Registrar {
         nonce_slots: usize,
         first_nonce_sequence: u32,
     ) -> Self {
+        let decoy_password = digest::ha1(
+            Algorithm::Sha256,
+            "decoy",
+            "switchboard",
+            &hex_of(&nonce_secret),
+        )
+        .as_str()
+        .to_owned();
         Registrar {
             config,
+            decoy_password,
             nonces: NonceManager::new(
                 nonce_secret,
                 nonce_lifetime_secs,
@@ -239,6 +261,11 @@ impl Registrar {
 
     /// Step 3: digest (or source-IP) authentication of the request for `device`, whose realm
     /// is `realm`. `ha1_md5`/`ha1_sha256` may be precomputed for the device's stored username.
+    ///
+    /// Whatever a scanner could learn from is answered as for an unknown user
+    /// ([`Registrar::authenticate_unknown`]): a device without credentials, credentials of
+    /// another user, an IP-authenticated device asked from elsewhere. A disabled device is
+    /// told so (403) only once its credentials verify.
     pub fn authenticate(
         &self,
         msg: &Message<'_>,
@@ -248,10 +275,16 @@ impl Registrar {
         precomputed: Option<&Ha1Cache>,
         now_ms: i64,
     ) -> AuthOutcome {
-        let refused = |refusal, failure| AuthOutcome::Refused { refusal, failure };
-        if !device.enabled {
-            return refused(Refusal::Disabled, None);
-        }
+        let verified = || {
+            if device.enabled {
+                AuthOutcome::Authenticated
+            } else {
+                AuthOutcome::Refused {
+                    refusal: Refusal::Disabled,
+                    failure: None,
+                }
+            }
+        };
         if device.sip.method == SipAuthMethod::Ip {
             let allowed = device
                 .sip
@@ -260,23 +293,53 @@ impl Registrar {
                 .and_then(|ip| ip.parse::<IpAddr>().ok())
                 .is_some_and(|ip| ip == origin.source.ip());
             return if allowed {
-                AuthOutcome::Authenticated
+                verified()
             } else {
-                refused(
-                    Refusal::Forbidden("Forbidden (source address not allowed)"),
-                    Some("source address not allowed"),
-                )
+                self.check_digest(msg, realm, None, now_ms, "source address not allowed")
             };
         }
         let (Some(username), Some(password)) = (
             device.sip.username.as_deref(),
             device.sip.password.as_deref(),
         ) else {
-            return refused(
-                Refusal::Forbidden("Forbidden (device has no credentials)"),
-                None,
-            );
+            return self.check_digest(msg, realm, None, now_ms, "device has no credentials");
         };
+        let secret = Secret {
+            username,
+            password,
+            precomputed,
+        };
+        match self.check_digest(
+            msg,
+            realm,
+            Some(secret),
+            now_ms,
+            "credentials of another user",
+        ) {
+            AuthOutcome::Authenticated => verified(),
+            refused => refused,
+        }
+    }
+
+    /// Step 3 when the realm has no such user (or no account has the realm): the same
+    /// answers, in the same order and with the same hashing, as a known user with a wrong
+    /// password, so extension scanners learn nothing. Never `Authenticated`.
+    pub fn authenticate_unknown(&self, msg: &Message<'_>, realm: &str, now_ms: i64) -> AuthOutcome {
+        self.check_digest(msg, realm, None, now_ms, "unknown user")
+    }
+
+    /// The digest check shared by known and unknown users. Without a `secret` (or when the
+    /// credentials name another user) the response is checked against a decoy secret and
+    /// always fails with `decoy_failure`.
+    fn check_digest(
+        &self,
+        msg: &Message<'_>,
+        realm: &str,
+        secret: Option<Secret<'_>>,
+        now_ms: i64,
+        decoy_failure: &'static str,
+    ) -> AuthOutcome {
+        let refused = |refusal, failure| AuthOutcome::Refused { refusal, failure };
         let proxy = self.config.challenge == ChallengeStyle::Proxy;
         // Take the first Digest credentials for our realm; phones sometimes also send
         // credentials for other realms (RFC 3261 §22.4).
@@ -293,14 +356,6 @@ impl Registrar {
         };
         if !self.config.algorithms.contains(&algorithm) && !self.offers_base_of(algorithm) {
             return refused(Refusal::Challenge { stale: false }, None);
-        }
-        if !credentials.username.eq_ignore_ascii_case(username) {
-            // Third-party registration: the credentials belong to someone else, who may not
-            // bind contacts to this AOR (RFC 3261 §10.3 step 3).
-            return refused(
-                Refusal::Forbidden("Forbidden (not authorized for this AOR)"),
-                Some("credentials of another user"),
-            );
         }
         let Some(request) = msg.request() else {
             return refused(Refusal::BadRequest("Bad Request"), None);
@@ -323,11 +378,28 @@ impl Registrar {
         if nonce_state == NonceCheck::Invalid {
             return refused(Refusal::Challenge { stale: false }, None);
         }
-        let ha1 = match precomputed {
-            Some(cache) if credentials.username == username => cache.for_algorithm(algorithm),
-            _ => None,
-        }
-        .unwrap_or_else(|| digest::ha1(algorithm, credentials.username, realm, password));
+        // Credentials of another user may not bind contacts to this AOR (RFC 3261 §10.3 step
+        // 3); they are checked against the decoy like an unknown user's, and fail the same.
+        let secret = secret.filter(|s| credentials.username.eq_ignore_ascii_case(s.username));
+        let ha1 = match &secret {
+            Some(secret) => match secret.precomputed {
+                Some(cache) if credentials.username == secret.username => {
+                    // The work an unknown user's check does, so both take as long.
+                    std::hint::black_box(digest::ha1(
+                        algorithm,
+                        credentials.username,
+                        realm,
+                        &self.decoy_password,
+                    ));
+                    cache.for_algorithm(algorithm)
+                }
+                _ => None,
+            }
+            .unwrap_or_else(|| {
+                digest::ha1(algorithm, credentials.username, realm, secret.password)
+            }),
+            None => digest::ha1(algorithm, credentials.username, realm, &self.decoy_password),
+        };
         let expected = digest::expected_response(
             &ha1,
             &ResponseInput {
@@ -338,7 +410,11 @@ impl Registrar {
                 qop,
             },
         );
-        if !digest::response_matches(&expected, credentials.response, algorithm) {
+        let matches = digest::response_matches(&expected, credentials.response, algorithm);
+        if secret.is_none() {
+            return refused(Refusal::Challenge { stale: false }, Some(decoy_failure));
+        }
+        if !matches {
             return refused(Refusal::Challenge { stale: false }, Some("wrong password"));
         }
         let NonceCheck::Fresh { sequence } = nonce_state else {
@@ -694,6 +770,10 @@ impl Ha1Cache {
             Algorithm::Sha256 | Algorithm::Sha256Sess => self.sha256,
         })
     }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `delta-seconds`: values beyond 2^32-1 are taken as 2^32-1 (RFC 3261 §20.19 wants them

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use switchboard_model::{Binding, Change, Event, EventKind, Transport};
+use switchboard_model::{Account, Binding, Change, Event, EventKind, Transport};
 use switchboard_registrar::date::http_date;
 use switchboard_registrar::{AuthOutcome, Inspected, Origin, Refusal, Registrar};
 use switchboard_sip::{Message, Method, ResponseWriter};
@@ -539,9 +539,13 @@ impl SipService {
             Ok(inspected) => inspected,
             Err(refusal) => return self.refuse(msg, origin, &refusal, None, now),
         };
-        let Some(cached) = self.find_device(&inspected).await else {
-            bump(&self.stats.refused);
-            return self.refuse(msg, origin, &Refusal::UnknownUser, None, now);
+        let account = self.find_account(&inspected).await;
+        let device = match &account {
+            Some(account) => self.find_device_in(account, &inspected).await,
+            None => None,
+        };
+        let Some(cached) = device else {
+            return self.unknown_user(msg, &inspected, origin, account.as_deref(), now);
         };
         let realm = cached.account.realm.as_str();
         let username = format!("{}@{}", inspected.user.to_ascii_lowercase(), realm);
@@ -597,6 +601,53 @@ impl SipService {
         self.bind(msg, &inspected, origin, &cached, now).await
     }
 
+    /// A REGISTER for a user the realm does not have (or a realm no account has): answered
+    /// exactly as a known user's wrong password is — challenged with the realm asked for,
+    /// then the same 401 with the same hashing — so scanners cannot enumerate extensions. A
+    /// credentialed attempt is a failure like any other (and an `auth_failed` event of the
+    /// account, without a device, when the realm is known).
+    fn unknown_user(
+        &self,
+        msg: &Message<'_>,
+        inspected: &Inspected<'_>,
+        origin: &Origin,
+        account: Option<&Account>,
+        now: i64,
+    ) -> Vec<u8> {
+        let realm = account.map_or_else(
+            || inspected.realm.to_ascii_lowercase(),
+            |account| account.realm.clone(),
+        );
+        let username = format!("{}@{realm}", inspected.user.to_ascii_lowercase());
+        let (refusal, failure) = match self.registrar.authenticate_unknown(msg, &realm, now) {
+            AuthOutcome::Refused { refusal, failure } => (refusal, failure),
+            // Never happens (there is nobody to authenticate as); answered as a guess.
+            AuthOutcome::Authenticated => {
+                (Refusal::Challenge { stale: false }, Some("unknown user"))
+            }
+        };
+        if let Some(reason) = failure {
+            bump(&self.stats.auth_failed);
+            if let Some(account) = account {
+                self.record(Event {
+                    id: 0,
+                    at_ms: now,
+                    kind: EventKind::AuthFailed,
+                    account_id: account.id.clone(),
+                    device_id: None,
+                    binding_key: None,
+                    contact: None,
+                    address: Some(origin.source.to_string()),
+                    transport: Some(origin.transport),
+                    user_agent: user_agent_of(msg),
+                    reason: Some(reason.to_owned()),
+                });
+            }
+            self.failed(origin, msg, &username, account.map(|a| a.id.as_str()), now);
+        }
+        self.refuse(msg, origin, &refusal, Some(&realm), now)
+    }
+
     fn defence(&self) -> MutexGuard<'_, Defence> {
         self.defence.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -617,9 +668,7 @@ impl SipService {
             bump(&self.stats.bans);
             warn!(address = %ban.address, failures = ban.failures, offence = ban.offence,
                 until_ms = ban.until_ms, "address banned after failed authentications");
-            let user_agent = msg
-                .header(switchboard_sip::HeaderName::UserAgent)
-                .map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
+            let user_agent = user_agent_of(msg);
             self.record_ban_event(
                 EventKind::Banned,
                 &ban,
@@ -831,17 +880,30 @@ impl SipService {
     }
 
     async fn find_device(&self, inspected: &Inspected<'_>) -> Option<Arc<CachedDevice>> {
-        let account = match self.directory.cached_account(inspected.realm) {
-            Some(account) => account,
+        let account = self.find_account(inspected).await?;
+        self.find_device_in(&account, inspected).await
+    }
+
+    async fn find_account(&self, inspected: &Inspected<'_>) -> Option<Arc<Account>> {
+        match self.directory.cached_account(inspected.realm) {
+            Some(account) => Some(account),
             None => {
                 let directory = self.directory.clone();
                 let realm = inspected.realm.to_ascii_lowercase();
                 tokio::task::spawn_blocking(move || directory.load_account(&realm))
                     .await
                     .ok()?
-                    .ok()??
+                    .ok()?
             }
-        };
+        }
+    }
+
+    async fn find_device_in(
+        &self,
+        account: &Arc<Account>,
+        inspected: &Inspected<'_>,
+    ) -> Option<Arc<CachedDevice>> {
+        let account = account.clone();
         if let Some(device) = self.directory.cached_device(&account.id, inspected.user) {
             return Some(device);
         }
@@ -990,6 +1052,12 @@ fn with_placeholder_request_line(head: &[u8]) -> Option<Vec<u8>> {
     let mut out = b"OPTIONS sip:invalid SIP/2.0\r\n".to_vec();
     out.extend_from_slice(head.get(end..)?);
     Some(out)
+}
+
+/// The User-Agent for an event: control characters dropped, at most 256 characters.
+fn user_agent_of(msg: &Message<'_>) -> Option<String> {
+    msg.header(switchboard_sip::HeaderName::UserAgent)
+        .map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect())
 }
 
 fn is_challenge(response: &[u8]) -> bool {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{REALM, Switchboard};
 use md5::{Digest, Md5};
 use switchboard_model::EventKind;
-use switchboard_store::{EventQuery, History};
+use switchboard_store::{Directory, EventQuery, History};
 
 fn md5_hex(text: &str) -> String {
     hex::encode(Md5::digest(text.as_bytes()))
@@ -226,4 +226,83 @@ fn a_brute_forcer_is_banned_while_the_phone_on_another_address_keeps_registering
             .as_deref()
             .is_some_and(|a| a.starts_with("127.0.0.2:"))
     }));
+}
+
+/// A response with what legitimately differs between two requests blanked out: the
+/// addressing headers echoed from the request, the To tag and the nonce.
+fn shape(response: &str) -> Vec<String> {
+    response
+        .split("\r\n")
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let Some((name, value)) = line.split_once(':') else {
+                return line.to_owned();
+            };
+            match name.trim().to_ascii_lowercase().as_str() {
+                "via" | "from" | "to" | "call-id" | "cseq" => format!("{name}: <echoed>"),
+                "www-authenticate" => {
+                    let nonce = challenge_param(value, "nonce").unwrap_or_default();
+                    format!("{name}:{}", value.replace(&nonce, "<nonce>"))
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn an_unknown_user_looks_exactly_like_a_wrong_password() {
+    let mut board = Switchboard::prepare(&[]);
+    board.device("alice", "alice-secret");
+    let disabled = board.device("dave", "dave-secret");
+    {
+        let store = board.store();
+        let mut device = store.device(&disabled).expect("read").expect("exists");
+        device.enabled = false;
+        device.document["enabled"] = serde_json::Value::Bool(false);
+        store.update_device(&device).expect("disable");
+        store.close();
+    }
+    board.start();
+    let port = board.sip_port;
+    let mut wrong_password = Client::new("127.0.0.2", "alice", "not-it", port);
+    let mut unknown_user = Client::new("127.0.0.2", "zelda", "not-it", port);
+    let mut disabled_guess = Client::new("127.0.0.2", "dave", "not-it", port);
+    let (wrong_final, wrong_first) = wrong_password.attempt().expect("answered");
+    let (unknown_final, unknown_first) = unknown_user.attempt().expect("answered");
+    let (disabled_final, disabled_first) = disabled_guess.attempt().expect("answered");
+    let wrong_first = wrong_first.expect("challenged first");
+    assert!(
+        wrong_first.starts_with("SIP/2.0 401 Unauthorized\r\n"),
+        "{wrong_first}"
+    );
+    assert!(
+        wrong_final.starts_with("SIP/2.0 401 Unauthorized\r\n"),
+        "{wrong_final}"
+    );
+    for (what, first, last) in [
+        ("unknown user", unknown_first, unknown_final),
+        (
+            "disabled device, wrong password",
+            disabled_first,
+            disabled_final,
+        ),
+    ] {
+        let first = first.expect("challenged first");
+        assert_eq!(shape(&first), shape(&wrong_first), "{what}: the challenge");
+        assert_eq!(shape(&last), shape(&wrong_final), "{what}: the refusal");
+    }
+    // A realm nobody serves is challenged for that realm and refused the same way.
+    let mut nowhere = Client::new("127.0.0.2", "alice", "not-it", port);
+    nowhere.realm = "nowhere.test".to_owned();
+    let (last, first) = nowhere.attempt().expect("answered");
+    assert!(
+        first
+            .expect("challenged")
+            .contains("realm=\"nowhere.test\"")
+    );
+    assert_eq!(status_of(&last), 401, "{last}");
+    // The disabled device learns it is disabled only with its password.
+    disabled_guess.password = "dave-secret".to_owned();
+    assert_eq!(disabled_guess.attempt_status(), 403);
 }

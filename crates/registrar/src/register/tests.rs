@@ -395,13 +395,14 @@ fn forged_nonce_and_foreign_user_are_refused() {
         &uri,
         "00000001",
     ));
-    assert!(matches!(
+    // Answered as a wrong password is (a 403 would tell a scanner that alice exists).
+    assert_eq!(
         auth(&registrar, &request.text(), &device(), NOW),
         AuthOutcome::Refused {
-            refusal: Refusal::Forbidden(_),
-            ..
+            refusal: Refusal::Challenge { stale: false },
+            failure: Some("credentials of another user"),
         }
-    ));
+    );
 }
 
 #[test]
@@ -409,8 +410,45 @@ fn disabled_and_ip_devices() {
     let registrar = registrar(exact());
     let mut disabled = device();
     disabled.enabled = false;
+    // No credentials: challenged like anyone, so a scanner cannot tell it exists.
     assert_eq!(
         auth(&registrar, &Request::new().text(), &disabled, NOW),
+        AuthOutcome::Refused {
+            refusal: Refusal::Challenge { stale: false },
+            failure: None
+        }
+    );
+    // A wrong password: a wrong password's answer.
+    let (_, challenges) = registrar.challenges(REALM, false, NOW);
+    let nonce = nonce_of(&challenges[0]);
+    let uri = format!("sip:{REALM}");
+    let mut request = Request::new();
+    request.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "wrong",
+        &uri,
+        "00000001",
+    ));
+    assert_eq!(
+        auth(&registrar, &request.text(), &disabled, NOW),
+        AuthOutcome::Refused {
+            refusal: Refusal::Challenge { stale: false },
+            failure: Some("wrong password")
+        }
+    );
+    // Only the right password learns that the device is disabled.
+    request.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "secret",
+        &uri,
+        "00000002",
+    ));
+    assert_eq!(
+        auth(&registrar, &request.text(), &disabled, NOW),
         AuthOutcome::Refused {
             refusal: Refusal::Disabled,
             failure: None
@@ -423,14 +461,109 @@ fn disabled_and_ip_devices() {
         auth(&registrar, &Request::new().text(), &by_ip, NOW),
         AuthOutcome::Authenticated
     );
+    // From another address: like an unknown user (challenged, then a failure).
     by_ip.sip.ip = Some("192.0.2.99".into());
-    assert!(matches!(
+    assert_eq!(
         auth(&registrar, &Request::new().text(), &by_ip, NOW),
         AuthOutcome::Refused {
-            refusal: Refusal::Forbidden(_),
-            ..
+            refusal: Refusal::Challenge { stale: false },
+            failure: None
         }
+    );
+    request.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "secret",
+        &uri,
+        "00000003",
     ));
+    assert_eq!(
+        auth(&registrar, &request.text(), &by_ip, NOW),
+        AuthOutcome::Refused {
+            refusal: Refusal::Challenge { stale: false },
+            failure: Some("source address not allowed")
+        }
+    );
+}
+
+fn nonce_of(challenge: &str) -> String {
+    challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce")
+        .to_owned()
+}
+
+#[test]
+fn an_unknown_user_is_answered_exactly_as_a_wrong_password() {
+    let registrar = registrar(exact());
+    let unknown = |text: &str| registrar.authenticate_unknown(&parse(text), REALM, NOW);
+    let known = |text: &str| auth(&registrar, text, &device(), NOW);
+    let (_, challenges) = registrar.challenges(REALM, false, NOW);
+    let nonce = nonce_of(&challenges[0]);
+    let uri = format!("sip:{REALM}");
+    let mut cases: Vec<(&str, Request)> = Vec::new();
+    cases.push(("no credentials", Request::new()));
+    let mut wrong = Request::new();
+    wrong.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "guess",
+        &uri,
+        "00000001",
+    ));
+    cases.push(("a guess", wrong));
+    let mut forged = Request::new();
+    forged.authorization = Some(credentials_for(
+        "forged",
+        Algorithm::Md5,
+        "alice",
+        "guess",
+        &uri,
+        "00000001",
+    ));
+    cases.push(("a forged nonce", forged));
+    let mut bad_uri = Request::new();
+    bad_uri.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "guess",
+        "sip:elsewhere.example",
+        "00000001",
+    ));
+    cases.push(("a digest uri naming another target", bad_uri));
+    for (name, request) in cases {
+        let text = request.text();
+        let (known, unknown) = (known(&text), unknown(&text));
+        let refusal = |outcome: &AuthOutcome| match outcome {
+            AuthOutcome::Refused { refusal, failure } => (refusal.clone(), failure.is_some()),
+            AuthOutcome::Authenticated => panic!("{name}: authenticated"),
+        };
+        assert_eq!(refusal(&known), refusal(&unknown), "{name}");
+    }
+    // Even the password a decoy might be built from never authenticates an unknown user.
+    for password in ["", "secret", "decoy"] {
+        let mut request = Request::new();
+        request.authorization = Some(credentials_for(
+            &nonce,
+            Algorithm::Md5,
+            "alice",
+            password,
+            &uri,
+            "00000009",
+        ));
+        assert!(matches!(
+            unknown(&request.text()),
+            AuthOutcome::Refused {
+                failure: Some("unknown user"),
+                ..
+            }
+        ));
+    }
 }
 
 #[test]
