@@ -371,11 +371,19 @@ impl Defence {
     }
 
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
         self.config.allow.iter().any(|cidr| cidr.contains(ip))
     }
 
     fn is_denied(&self, ip: IpAddr) -> bool {
         self.config.deny.iter().any(|cidr| cidr.contains(ip))
+    }
+
+    /// Whether `ip` is banned or deny-listed now (and not allow-listed).
+    pub fn is_refused(&self, ip: IpAddr, now: i64) -> bool {
+        let ip = canonical(ip);
+        !self.is_allowed(ip)
+            && (self.is_denied(ip) || self.bans.get(&ip).is_some_and(|ban| ban.until_ms > now))
     }
 
     /// The verdict on a message from `ip`. Only requests spend tokens: responses answer
@@ -385,7 +393,7 @@ impl Defence {
         if self.is_allowed(ip) {
             return Admission::Admit;
         }
-        if self.is_denied(ip) || self.bans.get(&ip).is_some_and(|ban| ban.until_ms > now) {
+        if self.is_refused(ip, now) {
             return Admission::Refuse(self.config.ban_action);
         }
         if !is_request || self.config.rate_per_second == 0 {

@@ -61,6 +61,8 @@ pub struct Stats {
     pub rate_limited: AtomicU64,
     /// REGISTERs shed by the overload guard (503).
     pub overload_shed: AtomicU64,
+    /// TCP connections closed at once: banned or denied address, or over its connection cap.
+    pub connections_refused: AtomicU64,
     /// Correct credentials refused because the username is slowed and the address failed.
     pub slowed: AtomicU64,
 }
@@ -131,6 +133,7 @@ pub struct SipService {
     client_timeout_ms: u64,
     defence: Mutex<Defence>,
     guard: OverloadGuard,
+    connections: ConnectionCounts,
     pub stats: Stats,
 }
 
@@ -143,6 +146,9 @@ pub struct OverloadConfig {
     pub max_in_flight: usize,
     /// The `Retry-After` of a shed REGISTER, seconds.
     pub retry_after_secs: u32,
+    /// TCP connections one address may hold open (0: unbounded); allow-listed addresses are
+    /// exempt.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for OverloadConfig {
@@ -150,6 +156,32 @@ impl Default for OverloadConfig {
         OverloadConfig {
             max_in_flight: 2048,
             retry_after_secs: 5,
+            max_connections_per_ip: 64,
+        }
+    }
+}
+
+/// Open connections per source address.
+type ConnectionCounts = Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>;
+
+/// One accepted connection's place in its address's count; dropping it frees the place.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    counts: Option<ConnectionCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let Some(counts) = &self.counts else {
+            return;
+        };
+        let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
         }
     }
 }
@@ -207,6 +239,7 @@ impl SipService {
                 config: overload,
                 in_flight: AtomicUsize::new(0),
             },
+            connections: ConnectionCounts::default(),
             registrar,
             directory,
             bindings,
@@ -646,6 +679,35 @@ impl SipService {
             self.failed(origin, msg, &username, account.map(|a| a.id.as_str()), now);
         }
         self.refuse(msg, origin, &refusal, Some(&realm), now)
+    }
+
+    /// Whether a TCP connection from `ip` may be served: not from a banned or denied
+    /// address, and within the address's connection cap. The slot is held while it is open.
+    pub fn admit_connection(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let (allowed, banned) = {
+            let defence = self.defence();
+            (defence.is_allowed(ip), defence.is_refused(ip, now_ms()))
+        };
+        if banned {
+            bump(&self.stats.connections_refused);
+            return None;
+        }
+        let cap = self.guard.config.max_connections_per_ip;
+        if allowed || cap == 0 {
+            return Some(ConnectionSlot { counts: None, ip });
+        }
+        let mut counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= cap {
+            drop(counts);
+            bump(&self.stats.connections_refused);
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            counts: Some(self.connections.clone()),
+            ip,
+        })
     }
 
     fn defence(&self) -> MutexGuard<'_, Defence> {
@@ -1102,5 +1164,39 @@ pub fn response_destination(msg: &Message<'_>, origin: &Origin) -> SocketAddr {
             SocketAddr::new(origin.source.ip(), via.port.unwrap_or(5060))
         }
         _ => origin.source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overload_guard_sheds_beyond_its_bound_and_frees_places_on_drop() {
+        let guard = OverloadGuard {
+            config: OverloadConfig {
+                max_in_flight: 2,
+                ..OverloadConfig::default()
+            },
+            in_flight: AtomicUsize::new(0),
+        };
+        let first = guard.enter().expect("first");
+        let second = guard.enter().expect("second");
+        assert!(guard.enter().is_none(), "a third is shed");
+        assert!(guard.enter().is_none(), "and so is a fourth");
+        drop(first);
+        let third = guard.enter().expect("a place was freed");
+        assert_eq!(guard.in_flight.load(Ordering::Acquire), 2);
+        drop((second, third));
+        assert_eq!(guard.in_flight.load(Ordering::Acquire), 0);
+        let unbounded = OverloadGuard {
+            config: OverloadConfig {
+                max_in_flight: 0,
+                ..OverloadConfig::default()
+            },
+            in_flight: AtomicUsize::new(0),
+        };
+        let held: Vec<_> = (0..10_000).map(|_| unbounded.enter()).collect();
+        assert!(held.iter().all(Option::is_some));
     }
 }

@@ -71,6 +71,8 @@ pub struct SecuritySection {
     pub max_registers_in_flight: Option<usize>,
     /// `Retry-After` of a REGISTER shed for overload, seconds (default 5).
     pub overload_retry_after: Option<u32>,
+    /// TCP connections one address may hold open (default 64; 0 = unbounded).
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -297,6 +299,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "SWITCHBOARD_SECURITY_OVERLOAD_RETRY_AFTER",
         "security.overload_retry_after",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_MAX_CONNECTIONS_PER_IP",
+        "security.max_connections_per_ip",
         Kind::Integer,
     ),
     (
@@ -798,6 +805,9 @@ fn overload_config(section: &SecuritySection) -> anyhow::Result<OverloadConfig> 
             .max_registers_in_flight
             .unwrap_or(defaults.max_in_flight),
         retry_after_secs,
+        max_connections_per_ip: section
+            .max_connections_per_ip
+            .unwrap_or(defaults.max_connections_per_ip),
     })
 }
 

@@ -306,3 +306,158 @@ fn an_unknown_user_looks_exactly_like_a_wrong_password() {
     disabled_guess.password = "dave-secret".to_owned();
     assert_eq!(disabled_guess.attempt_status(), 403);
 }
+
+#[test]
+fn a_flood_from_one_address_gets_503_while_another_address_is_served() {
+    let mut board = Switchboard::prepare(&[]);
+    board.device("alice", "alice-secret");
+    board.start();
+    let port = board.sip_port;
+    let flooder = UdpSocket::bind("127.0.0.3:0").expect("bind 127.0.0.3");
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    flooder.connect(("127.0.0.1", port)).expect("connect");
+    let local = flooder.local_addr().expect("addr");
+    // 400 OPTIONS at once: four times the burst, far beyond 50/s. The answers are read on
+    // another thread meanwhile, so the client's receive buffer does not drop them.
+    const SENT: u32 = 400;
+    let reader = flooder.try_clone().expect("clone");
+    let counting = std::thread::spawn(move || {
+        let (mut ok, mut limited) = (0_u32, 0_u32);
+        let mut buf = vec![0u8; 65_536];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ok + limited < SENT && Instant::now() < deadline {
+            let Ok(len) = reader.recv(&mut buf) else {
+                continue;
+            };
+            let message = String::from_utf8_lossy(&buf[..len]);
+            match status_of(&message) {
+                200 => ok += 1,
+                503 => {
+                    assert!(
+                        header(&message, "Retry-After").is_some_and(|s| s.parse::<u32>().is_ok()),
+                        "{message}"
+                    );
+                    limited += 1;
+                }
+                other => panic!("unexpected {other}: {message}"),
+            }
+        }
+        (ok, limited)
+    });
+    let started = Instant::now();
+    for i in 0..SENT {
+        let request = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKflood{i};rport\r\nMax-Forwards: 70\r\nFrom: <sip:flood@{REALM}>;tag=f{i}\r\nTo: <sip:127.0.0.1>\r\nCall-ID: flood-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        flooder.send(request.as_bytes()).expect("send");
+        if i % 50 == 49 {
+            // Bursts of 50 (still far beyond the rate), so the server's buffer keeps them.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let sending = started.elapsed().as_secs_f64();
+    let (ok, limited) = counting.join().expect("reader");
+    let elapsed = started.elapsed().as_secs_f64();
+    // The burst (100) and what the rate refilled meanwhile got through; the rest got 503.
+    let allowed = 100.0 + 50.0 * elapsed + 1.0;
+    assert!(
+        f64::from(ok) <= allowed,
+        "{ok} answered within {elapsed:.2} s"
+    );
+    assert!(ok >= 100, "the burst is served: {ok}");
+    assert!(
+        limited >= SENT / 2,
+        "{limited} rate-limited and {ok} answered of {SENT}"
+    );
+    // Meanwhile a phone on another address is served at once.
+    let mut phone = Client::new("127.0.0.2", "alice", "alice-secret", port);
+    for _ in 0..3 {
+        assert_eq!(phone.attempt_status(), 200);
+    }
+    let metrics = board.http_get("/metrics").expect("metrics").1;
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("switchboard_sip_rate_limited_total ")
+                && line.split_whitespace().nth(1).is_some_and(|v| v != "0")
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn too_many_contacts_in_one_register_is_a_400() {
+    let mut board = Switchboard::prepare(&[]);
+    board.device("alice", "alice-secret");
+    board.start();
+    let mut phone = Client::new("127.0.0.1", "alice", "alice-secret", board.sip_port);
+    phone.contacts = 33;
+    let (answer, _) = phone.attempt().expect("answered");
+    assert!(
+        answer.starts_with("SIP/2.0 400 Bad Request (too many contacts)\r\n"),
+        "{answer}"
+    );
+    phone.contacts = 32;
+    assert_eq!(phone.attempt_status(), 200);
+}
+
+#[test]
+fn tcp_connections_per_address_are_capped_and_banned_addresses_cannot_connect() {
+    use std::io::Read;
+    use std::net::{SocketAddr, TcpStream};
+    let mut board = Switchboard::prepare(&[
+        ("SWITCHBOARD_SECURITY_MAX_CONNECTIONS_PER_IP", "2"),
+        ("SWITCHBOARD_SECURITY_IP_FAILURES", "2"),
+    ]);
+    board.device("alice", "alice-secret");
+    board.start();
+    let server: SocketAddr = ([127, 0, 0, 1], board.sip_port).into();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A TCP connection from a chosen loopback address (std cannot bind before connecting).
+    let connect_from = |address: [u8; 4]| {
+        let stream = runtime
+            .block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::from((address, 0)))?;
+                socket.connect(server).await
+            })
+            .expect("connect");
+        let stream: TcpStream = stream.into_std().expect("std stream");
+        stream.set_nonblocking(false).expect("blocking");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        stream
+    };
+    // Whether the server closed the connection (a read sees the end) within the timeout.
+    let closed = |stream: &mut TcpStream| {
+        let mut byte = [0u8; 1];
+        matches!(stream.read(&mut byte), Ok(0))
+    };
+    let mut first = connect_from([127, 0, 0, 4]);
+    let mut second = connect_from([127, 0, 0, 4]);
+    let mut third = connect_from([127, 0, 0, 4]);
+    assert!(closed(&mut third), "the third connection is closed at once");
+    assert!(
+        !closed(&mut first) && !closed(&mut second),
+        "the first two stay open"
+    );
+    let mut other = connect_from([127, 0, 0, 5]);
+    assert!(!closed(&mut other), "another address has its own cap");
+    drop(first);
+    // The freed place is taken back once the server saw the close (bounded wait).
+    assert!(eventually(Duration::from_secs(5), || {
+        let mut again = connect_from([127, 0, 0, 4]);
+        !closed(&mut again)
+    }));
+    // Banned (two wrong passwords here): no connection at all.
+    let mut attacker = Client::new("127.0.0.6", "alice", "guess", board.sip_port);
+    assert_eq!(attacker.attempt_status(), 401);
+    assert_eq!(attacker.attempt_status(), 401);
+    let mut banned = connect_from([127, 0, 0, 6]);
+    assert!(closed(&mut banned));
+}
