@@ -461,3 +461,91 @@ fn tcp_connections_per_address_are_capped_and_banned_addresses_cannot_connect() 
     let mut banned = connect_from([127, 0, 0, 6]);
     assert!(closed(&mut banned));
 }
+
+/// sipvicious against the running server, from 127.0.0.1 (its `-b` option is not passed
+/// through to the scanner in the packaged version, so it always sends from the default
+/// address), while sipp registers from 127.0.0.2.
+#[test]
+fn sipvicious_enumerates_nothing_cracks_nothing_and_is_banned_while_sipp_registers() {
+    if !common::sipp_available() || !common::sipvicious_available() {
+        return;
+    }
+    let mut board = Switchboard::prepare(&[]);
+    for (user, password) in [("101", "pw101-secret"), ("110", "pw110-secret")] {
+        board.device(user, password);
+    }
+    board.device("alice", "alice-secret");
+    board.start();
+    let port = board.sip_port.to_string();
+
+    // svwar over 100-120 (101 and 110 exist). Without --force it gives up at once: an
+    // unknown extension is challenged like a real one; with --force it finds nothing.
+    for force in [false, true] {
+        let mut command = std::process::Command::new("timeout");
+        command.args(["60", "svwar", "--domain", REALM, "-e100-120", "-p", &port]);
+        if force {
+            command.arg("--force");
+        }
+        let output = command.arg("127.0.0.1").output().expect("run svwar");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            text.contains("found nothing"),
+            "svwar (force {force}):\n{text}"
+        );
+        assert!(!text.contains("| 101") && !text.contains("| 110"), "{text}");
+    }
+
+    // svcrack against 101 with the right password 15th in its list: the 10th wrong guess
+    // bans 127.0.0.1 before it gets there. Bounded by `timeout` (it keeps trying on 403s).
+    let words = board.dir.path().join("words.txt");
+    let mut list: Vec<String> = (0..14).map(|i| format!("guess{i}")).collect();
+    list.push("pw101-secret".to_owned());
+    std::fs::write(&words, list.join("\n") + "\n").expect("wordlist");
+    let cracker = std::process::Command::new("timeout")
+        .args([
+            "15", "svcrack", "--domain", REALM, "-u", "101", "-p", &port, "-d",
+        ])
+        .arg(&words)
+        .arg("127.0.0.1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run svcrack");
+    // Meanwhile alice registers from 127.0.0.2, 30 times: every one must succeed.
+    let csv = board.users_csv("alice.csv", &[("alice", "alice-secret")], REALM);
+    let mut csv_text = String::from("SEQUENTIAL\n");
+    for _ in 0..30 {
+        csv_text.push_str(&format!(
+            "alice;{REALM};[authentication username=alice password=alice-secret];alice-secret\n"
+        ));
+    }
+    std::fs::write(&csv, csv_text).expect("csv");
+    let legitimate = board.sipp_at(
+        "127.0.0.2",
+        common::free_port(),
+        "register_ok",
+        &csv,
+        "u1",
+        30,
+    );
+    let output = cracker.wait_with_output().expect("svcrack output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    legitimate.expect("sipp on 127.0.0.2 registers every time while svcrack runs");
+    assert!(
+        !text.contains("The password for"),
+        "svcrack cracked it:\n{text}"
+    );
+    assert!(eventually(Duration::from_secs(5), || {
+        security_events(&board, vec![EventKind::Banned])
+            .iter()
+            .any(|event| event.address.as_deref() == Some("127.0.0.1"))
+    }));
+}
