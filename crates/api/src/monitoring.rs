@@ -395,7 +395,7 @@ fn enum_error(field: &str, value: &str, allowed: &[&str]) -> ApiError {
     } } }))
 }
 
-fn bounded_number(
+pub(crate) fn bounded_number(
     request: &ApiRequest,
     field: &str,
     default: usize,

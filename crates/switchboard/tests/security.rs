@@ -181,6 +181,13 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 fn a_brute_forcer_is_banned_while_the_phone_on_another_address_keeps_registering() {
     let mut board = Switchboard::prepare(&[]);
     board.device("alice", "alice-secret");
+    {
+        let store = board.store();
+        store
+            .set_account_api_key(&board.account_id, "acme-own-api-key")
+            .expect("set the account's key");
+        store.close();
+    }
     board.start();
     let port = board.sip_port;
     let mut phone = Client::new("127.0.0.1", "alice", "alice-secret", port);
@@ -226,6 +233,93 @@ fn a_brute_forcer_is_banned_while_the_phone_on_another_address_keeps_registering
             .as_deref()
             .is_some_and(|a| a.starts_with("127.0.0.2:"))
     }));
+
+    // The operator sees the ban and the counters, and lifts it.
+    // The operator: the bootstrap key's account, at the top (the realm's account is below).
+    let (token, _) = board.login(&board.bootstrap_key());
+    let acme = board.account_id.clone();
+    let bans = board.api(&token, "GET", "/v2/security/bans", None);
+    assert_eq!(bans.status, 200, "{}", bans.text);
+    let list = bans.json["data"].as_array().expect("a list");
+    let address_ban = list
+        .iter()
+        .find(|ban| ban["type"] == "address")
+        .expect("the address ban");
+    assert_eq!(address_ban["address"], "127.0.0.2");
+    assert_eq!(address_ban["failures"], 10);
+    assert_eq!(address_ban["offence"], 1);
+    assert!(
+        address_ban["since"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(address_ban["until"].as_str().is_some());
+    let counters = board.api(&token, "GET", "/v2/security/counters", None);
+    assert_eq!(counters.status, 200, "{}", counters.text);
+    let usernames = counters.json["data"]["usernames"]
+        .as_array()
+        .expect("usernames");
+    assert_eq!(usernames[0]["username"], format!("alice@{REALM}"));
+    assert_eq!(usernames[0]["failures"], 10);
+    // The account's security history, newest first: the ban, then the failures.
+    let events = board.api(
+        &token,
+        "GET",
+        &format!("/v2/accounts/{acme}/security/events?limit=3"),
+        None,
+    );
+    assert_eq!(events.status, 200, "{}", events.text);
+    let names: Vec<&str> = events.json["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|event| event["event"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "security.banned",
+            "device.auth_failed",
+            "device.auth_failed"
+        ]
+    );
+    assert_eq!(events.json["data"][0]["data"]["ipAddress"], "127.0.0.2");
+    assert!(events.json["data"][0]["data"].get("deviceId").is_none());
+
+    // The tenant's own credentials are not the operator's; they read their own history.
+    let (tenant_token, tenant) = board.login("acme-own-api-key");
+    assert_eq!(tenant, acme);
+    for (method, path) in [
+        ("GET", "/v2/security/bans"),
+        ("GET", "/v2/security/counters"),
+        ("DELETE", "/v2/security/bans/127.0.0.2"),
+    ] {
+        let refused = board.api(&tenant_token, method, path, None);
+        assert_eq!(refused.status, 403, "{method} {path}: {}", refused.text);
+    }
+    let own = board.api(
+        &tenant_token,
+        "GET",
+        &format!("/v2/accounts/{acme}/security/events?limit=1"),
+        None,
+    );
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert_eq!(own.json["data"][0]["event"], "security.banned");
+
+    let lifted = board.api(&token, "DELETE", "/v2/security/bans/127.0.0.2", None);
+    assert_eq!(lifted.status, 200, "{}", lifted.text);
+    assert_eq!(lifted.json["data"]["address"], "127.0.0.2");
+    let again = board.api(&token, "DELETE", "/v2/security/bans/127.0.0.2", None);
+    assert_eq!(again.status, 404, "{}", again.text);
+    // Unbanned: the right password from 127.0.0.2 registers now, and the lifting is an event.
+    assert_eq!(attacker.attempt_status(), 200);
+    let unbanned = security_events(&board, vec![EventKind::Unbanned]);
+    assert_eq!(unbanned.len(), 1, "{unbanned:?}");
+    assert_eq!(unbanned[0].address.as_deref(), Some("127.0.0.2"));
+    assert_eq!(
+        unbanned[0].reason.as_deref(),
+        Some("lifted by the operator")
+    );
 }
 
 /// A response with what legitimately differs between two requests blanked out: the
