@@ -643,3 +643,64 @@ fn sipvicious_enumerates_nothing_cracks_nothing_and_is_banned_while_sipp_registe
             .any(|event| event.address.as_deref() == Some("127.0.0.1"))
     }));
 }
+
+#[test]
+fn a_distributed_guesser_slows_the_username_but_never_locks_out_the_phone() {
+    let mut board = Switchboard::prepare(&[("SWITCHBOARD_SECURITY_USERNAME_FAILURES", "5")]);
+    board.device("alice", "alice-secret");
+    board.start();
+    let port = board.sip_port;
+    // Five addresses, one wrong guess each: no address is banned, the username is slowed.
+    let mut guessers: Vec<Client> = (10..15)
+        .map(|last| Client::new(&format!("127.0.0.{last}"), "alice", "guess", port))
+        .collect();
+    for guesser in &mut guessers {
+        assert_eq!(guesser.attempt_status(), 401);
+    }
+    // Now even the right password from an address that guessed gets a wrong password's
+    // answer: the guesser cannot tell when it is right.
+    guessers[0].password = "alice-secret".to_owned();
+    assert_eq!(guessers[0].attempt_status(), 401);
+    // The phone's address never failed: it registers.
+    let mut phone = Client::new("127.0.0.1", "alice", "alice-secret", port);
+    assert_eq!(phone.attempt_status(), 200);
+    let (token, _) = board.login(&board.bootstrap_key());
+    let bans = board.api(&token, "GET", "/v2/security/bans", None);
+    let list = bans.json["data"].as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{}", bans.text);
+    assert_eq!(list[0]["type"], "username");
+    assert_eq!(list[0]["username"], format!("alice@{REALM}"));
+    // The operator lifts it: the right password from that address works again.
+    let path = format!("/v2/security/bans/alice@{REALM}");
+    let lifted = board.api(&token, "DELETE", &path, None);
+    assert_eq!(lifted.status, 200, "{}", lifted.text);
+    assert_eq!(guessers[0].attempt_status(), 200);
+    let metrics = board.http_get("/metrics").expect("metrics").1;
+    assert!(
+        metrics.contains("switchboard_security_refused_total{reason=\"slowed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_ban_runs_out_by_itself_and_that_is_an_event() {
+    let mut board = Switchboard::prepare(&[
+        ("SWITCHBOARD_SECURITY_IP_FAILURES", "2"),
+        ("SWITCHBOARD_SECURITY_BAN_TIME", "1"),
+        ("SWITCHBOARD_SECURITY_BAN_ACTION", "drop"),
+    ]);
+    board.device("alice", "alice-secret");
+    board.start();
+    let mut attacker = Client::new("127.0.0.2", "alice", "guess", board.sip_port);
+    assert_eq!(attacker.attempt_status(), 401);
+    assert_eq!(attacker.attempt_status(), 401);
+    // Banned with ban_action "drop": no answer at all.
+    assert!(attacker.attempt().is_none());
+    assert!(eventually(Duration::from_secs(5), || {
+        security_events(&board, vec![EventKind::Unbanned])
+            .iter()
+            .any(|event| event.reason.as_deref() == Some("ban ran out"))
+    }));
+    attacker.password = "alice-secret".to_owned();
+    assert_eq!(attacker.attempt_status(), 200);
+}
