@@ -596,7 +596,10 @@ impl Registrar {
             }
             wanted.push((contact, expires.min(max)));
         }
-
+        // Step 7, against the bindings as they were before this request: a contact processed
+        // earlier in it may evict one (max_contacts), which must not let an out-of-order
+        // request through (found by the property test in tests/properties.rs).
+        let mut keyed = Vec::with_capacity(wanted.len());
         for (contact, expires) in wanted {
             let instance = contact.param("+sip.instance").flatten().map(clean_instance);
             let reg_id = contact
@@ -607,16 +610,25 @@ impl Registrar {
                 Some(instance) => format!("i:{instance}:{}", reg_id.unwrap_or(0)),
                 None => format!("c:{}", contact.uri_text),
             };
-            let existing = next.iter().position(|b| b.key == key);
-            if let Some(index) = existing {
-                let binding = &next[index];
-                if binding.call_id == inspected.call_id && inspected.cseq <= binding.cseq {
-                    if inspected.cseq == binding.cseq {
-                        continue;
-                    }
+            let mut retransmitted = false;
+            if let Some(binding) = next.iter().find(|b| b.key == key)
+                && binding.call_id == inspected.call_id
+                && inspected.cseq <= binding.cseq
+            {
+                if inspected.cseq < binding.cseq {
                     return Err(Refusal::OutOfOrder);
                 }
+                retransmitted = true;
             }
+            keyed.push((contact, expires, instance, reg_id, key, retransmitted));
+        }
+
+        for (contact, expires, instance, reg_id, key, retransmitted) in keyed {
+            if retransmitted {
+                // The same request again (it slipped past the transaction layer): no change.
+                continue;
+            }
+            let existing = next.iter().position(|b| b.key == key);
             if expires == 0 {
                 if let Some(index) = existing {
                     let binding = next.remove(index);

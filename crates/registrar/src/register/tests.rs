@@ -865,3 +865,24 @@ fn bad_contacts_change_nothing() {
         Err(Refusal::BadRequest(_))
     ));
 }
+
+#[test]
+fn an_out_of_order_request_is_refused_even_when_an_earlier_contact_evicts_the_binding() {
+    // Found by tests/properties.rs: with max_contacts 1 the first contact of the request
+    // evicted the binding the CSeq check was about, and the old request overwrote it.
+    let registrar = registrar(exact());
+    let mut first = Request::new();
+    first.cseq = 7;
+    first.contacts = vec!["<sip:alice@192.0.2.13:5062>".into()];
+    let bound = apply(&registrar, &first, &device(), &[], NOW).expect("bound");
+    let mut stale = Request::new();
+    stale.cseq = 1;
+    stale.contacts = vec![
+        "<sip:alice@192.0.2.10:5062>".into(),
+        "<sip:alice@192.0.2.13:5062>".into(),
+    ];
+    assert_eq!(
+        apply(&registrar, &stale, &device(), &bound.bindings, NOW),
+        Err(Refusal::OutOfOrder)
+    );
+}
