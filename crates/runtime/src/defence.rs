@@ -503,7 +503,7 @@ impl Defence {
         let Some(record) = self.usernames.get(&username.to_owned()) else {
             return false;
         };
-        if !record.slowed.is_some_and(|(_, until)| until > now) {
+        if record.slowed.is_none_or(|(_, until)| until <= now) {
             return false;
         }
         record.failed_from.contains(&ip)

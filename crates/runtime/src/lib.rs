@@ -237,17 +237,18 @@ impl Server {
             listeners: local_addrs.iter().map(|l| l.addr).collect(),
             aliases: config.aliases.clone(),
         };
-        let service = Arc::new(SipService::new(
-            registrar,
-            directory.clone(),
-            bindings.clone(),
-            store.clone(),
-            local,
-            config.transaction_linger_ms,
-            config.notify_timeout_ms,
-            config.defence.clone(),
-            config.overload,
-        ));
+        let service = Arc::new(
+            SipService::new(
+                registrar,
+                directory.clone(),
+                bindings.clone(),
+                store.clone(),
+                local,
+                config.transaction_linger_ms,
+                config.notify_timeout_ms,
+            )
+            .with_defences(config.defence.clone(), config.overload),
+        );
         for socket in &udp_sockets {
             service.outbound().add_udp(socket.clone());
         }

@@ -230,13 +230,11 @@ impl SipService {
         local: LocalNames,
         transaction_linger_ms: i64,
         client_timeout_ms: u64,
-        defence: DefenceConfig,
-        overload: OverloadConfig,
     ) -> Self {
         SipService {
-            defence: Mutex::new(Defence::new(defence)),
+            defence: Mutex::new(Defence::new(DefenceConfig::default())),
             guard: OverloadGuard {
-                config: overload,
+                config: OverloadConfig::default(),
                 in_flight: AtomicUsize::new(0),
             },
             connections: ConnectionCounts::default(),
@@ -251,6 +249,14 @@ impl SipService {
             client_timeout_ms,
             stats: Stats::default(),
         }
+    }
+
+    /// The abuse defences and the overload guard this service applies (the defaults until
+    /// set).
+    pub fn with_defences(mut self, defence: DefenceConfig, overload: OverloadConfig) -> Self {
+        self.defence = Mutex::new(Defence::new(defence));
+        self.guard.config = overload;
+        self
     }
 
     pub fn transactions(&self) -> &Transactions {

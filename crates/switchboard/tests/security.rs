@@ -453,12 +453,12 @@ fn a_flood_from_one_address_gets_503_while_another_address_is_served() {
     }
     let sending = started.elapsed().as_secs_f64();
     let (ok, limited) = counting.join().expect("reader");
-    let elapsed = started.elapsed().as_secs_f64();
-    // The burst (100) and what the rate refilled meanwhile got through; the rest got 503.
-    let allowed = 100.0 + 50.0 * elapsed + 1.0;
+    // The burst (100) and what the rate refilled while the flood lasted (plus half a second
+    // for the server to work through its queue) got through; the rest got 503.
+    let allowed = 100.0 + 50.0 * (sending + 0.5) + 1.0;
     assert!(
         f64::from(ok) <= allowed,
-        "{ok} answered within {elapsed:.2} s"
+        "{ok} answered; the flood took {sending:.2} s"
     );
     assert!(ok >= 100, "the burst is served: {ok}");
     assert!(
