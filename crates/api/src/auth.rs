@@ -88,6 +88,10 @@ pub(crate) mod scope {
     pub const EVENTS_READ: &str = "events:read";
     pub const PHONES_READ: &str = "pbx:phones:read";
     pub const API_KEYS_WRITE: &str = "api_keys:write";
+    /// The defences: bans and failure counters (the operator's, a root account's), and an
+    /// account's security events.
+    pub const SECURITY_READ: &str = "security:read";
+    pub const SECURITY_WRITE: &str = "security:write";
 
     /// Every scope, in the order the documentation lists them.
     pub const ALL: &[&str] = &[
@@ -104,6 +108,8 @@ pub(crate) mod scope {
         EVENTS_READ,
         PHONES_READ,
         API_KEYS_WRITE,
+        SECURITY_READ,
+        SECURITY_WRITE,
     ];
 }
 

@@ -52,8 +52,7 @@ fn kinds(request: &ApiRequest) -> Result<Vec<EventKind>, ApiError> {
             if name == "*" {
                 return Ok(EventKind::ALL.to_vec());
             }
-            let bare = name.strip_prefix("device.").unwrap_or(name);
-            EventKind::parse(bare)
+            EventKind::from_event_name(name)
                 .map(|kind| vec![kind])
                 .ok_or_else(|| {
                     let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.event_name()).collect();

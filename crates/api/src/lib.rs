@@ -32,6 +32,7 @@ mod openapi;
 mod phones;
 mod registrations;
 mod request;
+mod security;
 pub mod throttle;
 pub mod token;
 mod user_auth;
@@ -53,6 +54,7 @@ use switchboard_store::{Store, StoreError};
 pub use error::ApiError;
 pub use monitoring::{MonitoringOptions, event_payload, sample_once, spawn_sampler, state_totals};
 pub use notify::{BindingNotify, NotifyRequest, NotifyResult};
+pub use security::{BanTarget, BanView, FailureCounter, SecurityCounters};
 pub use webhooks::delivery::{
     WebhookClientError, WebhookConfig, WebhookStats, WebhookWorker, spawn_webhooks,
 };
@@ -115,6 +117,26 @@ pub trait SipControl: Send + Sync + 'static {
         _request: NotifyRequest,
     ) -> Pin<Box<dyn Future<Output = Vec<BindingNotify>> + Send + 'a>> {
         Box::pin(async { Vec::new() })
+    }
+
+    /// The registrar's current bans (addresses, then slowed usernames). Without a
+    /// registrar there are none.
+    fn security_bans(&self) -> Vec<BanView> {
+        Vec::new()
+    }
+
+    /// The registrar's failed-authentication counters.
+    fn security_counters(&self) -> SecurityCounters {
+        SecurityCounters::default()
+    }
+
+    /// Lifts the ban of an address (recording a `security.unbanned` event) or the slowdown
+    /// of a `user@realm`; what was lifted, `None` when nothing was banned.
+    fn lift_ban<'a>(
+        &'a self,
+        _subject: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<BanView>> + Send + 'a>> {
+        Box::pin(async { None })
     }
 }
 
@@ -440,6 +462,14 @@ pub(crate) fn routes() -> Vec<Route> {
             registrations::flush_username,
         ),
         route(M::GET, "/accounts/{account_id}/events", events::stream),
+        route(
+            M::GET,
+            "/accounts/{account_id}/security/events",
+            security::events,
+        ),
+        route(M::GET, "/security/bans", security::bans),
+        route(M::DELETE, "/security/bans/{address}", security::lift),
+        route(M::GET, "/security/counters", security::counters),
         route(M::GET, "/pbx/phones", phones::list),
         route(M::GET, "/pbx/phones/stats", phones::stats),
         route(M::GET, "/accounts/{account_id}/users", users::list),

@@ -257,6 +257,10 @@ pub(crate) fn host_port(address: &str) -> (Option<String>, Option<u16>) {
     if let Ok(socket) = address.parse::<std::net::SocketAddr>() {
         return (Some(socket.ip().to_string()), Some(socket.port()));
     }
+    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+        // A bare address (a ban's): no port.
+        return (Some(ip.to_string()), None);
+    }
     match address.rsplit_once(':') {
         Some((ip, port)) if port.parse::<u16>().is_ok() => (Some(ip.to_owned()), port.parse().ok()),
         _ => (Some(address.to_owned()), None),
@@ -466,7 +470,7 @@ fn enum_error(field: &str, value: &str, allowed: &[&str]) -> ApiError {
     } } }))
 }
 
-fn bounded_number(
+pub(crate) fn bounded_number(
     request: &ApiRequest,
     field: &str,
     default: usize,
@@ -810,7 +814,13 @@ pub fn event_payload(event: &Event) -> Value {
         }
     };
     put("deviceId", event.device_id.clone().map(Value::from));
-    put("status", Some(event.kind.implied_state().as_str().into()));
+    put(
+        "status",
+        event
+            .kind
+            .implied_state()
+            .map(|state| state.as_str().into()),
+    );
     let (ip, port) = event.address.as_deref().map_or((None, None), host_port);
     put("ipAddress", ip.map(Value::from));
     put("port", port.map(Value::from));

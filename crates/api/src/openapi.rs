@@ -19,7 +19,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBu
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 use crate::{
-    accounts, api_keys, auth, devices, events, monitoring, notify, phones, registrations,
+    accounts, api_keys, auth, devices, events, monitoring, notify, phones, registrations, security,
     user_auth, users, webhooks,
 };
 
@@ -65,7 +65,7 @@ the accounts below it. An API key from `POST /accounts/{account_id}/api_keys` \
 (`sbk_…`) can be sent the same way instead of a token, and holds only the scopes it was \
 created with (accounts:read, accounts:write, users:read, users:write, devices:read, \
 devices:write, registrations:read, registrations:write, webhooks:read, webhooks:write, \
-events:read, pbx:phones:read, api_keys:write); a request needing another scope is 403 \
+events:read, pbx:phones:read, api_keys:write, security:read, security:write); a request needing another scope is 403 \
 naming it in `data.scope`. Tokens from an account's own key or from `user_auth` hold every \
 scope. Request bodies over 1 MiB are refused (413), as are bodies that are \
 not JSON (415). Every client has a request budget (429 with `Retry-After`).",
@@ -132,6 +132,10 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         webhooks::patch,
         webhooks::remove,
         webhooks::attempts,
+        security::bans,
+        security::lift,
+        security::counters,
+        security::events,
     ),
     components(schemas(
         SuccessEnvelope,
@@ -162,6 +166,7 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         (name = "monitoring", description = "Registration state, dashboard, analytics, logs and credentials (seed shapes, no envelope)"),
         (name = "phones", description = "The phones view: every device with its registration and what its User-Agent says it is (plain JSON, not the Kazoo envelope)"),
         (name = "webhooks", description = "Webhooks: signed HTTP callbacks for device events, from a durable outbox"),
+        (name = "security", description = "Abuse defences: current bans and failure counters (root accounts only), lifting a ban, an account's security events"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -692,6 +697,10 @@ pub(crate) enum ScopeName {
     PhonesRead,
     #[schema(rename = "api_keys:write")]
     ApiKeysWrite,
+    #[schema(rename = "security:read")]
+    SecurityRead,
+    #[schema(rename = "security:write")]
+    SecurityWrite,
 }
 
 /// `{"data": {"credentials", "account_name" | "account_realm" | "phone_number", "method"?}}`

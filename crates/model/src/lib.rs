@@ -318,6 +318,10 @@ pub enum EventKind {
     Online,
     /// A device was created and waits for its first registration.
     Provisioning,
+    /// A source address was banned after too many failed authentications (no device).
+    Banned,
+    /// A ban was lifted: it ran out, or the operator removed it (no device).
+    Unbanned,
 }
 
 impl EventKind {
@@ -332,11 +336,13 @@ impl EventKind {
             EventKind::Offline => "offline",
             EventKind::Online => "online",
             EventKind::Provisioning => "provisioning",
+            EventKind::Banned => "banned",
+            EventKind::Unbanned => "unbanned",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Registered,
         EventKind::Refreshed,
         EventKind::Unregistered,
@@ -346,9 +352,12 @@ impl EventKind {
         EventKind::Offline,
         EventKind::Online,
         EventKind::Provisioning,
+        EventKind::Banned,
+        EventKind::Unbanned,
     ];
 
-    /// The public name of the event (webhooks, live stream): `device.<kind>`.
+    /// The public name of the event (webhooks, live stream): `device.<kind>`, or
+    /// `security.<kind>` for the kinds about an address rather than a device.
     pub fn event_name(self) -> &'static str {
         match self {
             EventKind::Registered => "device.registered",
@@ -360,12 +369,29 @@ impl EventKind {
             EventKind::Offline => "device.offline",
             EventKind::Online => "device.online",
             EventKind::Provisioning => "device.provisioning",
+            EventKind::Banned => "security.banned",
+            EventKind::Unbanned => "security.unbanned",
         }
     }
 
-    /// The registration state the event leaves its binding (or device) in.
-    pub fn implied_state(self) -> RegistrationState {
-        match self {
+    /// The kind a public event name (`device.offline`, `security.banned`) or a bare kind
+    /// (`offline`) names.
+    pub fn from_event_name(name: &str) -> Option<Self> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.event_name() == name)
+            .or_else(|| EventKind::parse(name))
+    }
+
+    /// Whether the event is about a device (the `security.*` ones are about an address).
+    pub fn is_device_event(self) -> bool {
+        !matches!(self, EventKind::Banned | EventKind::Unbanned)
+    }
+
+    /// The registration state the event leaves its binding (or device) in; none for the
+    /// events about an address.
+    pub fn implied_state(self) -> Option<RegistrationState> {
+        Some(match self {
             EventKind::Registered | EventKind::Refreshed | EventKind::Online => {
                 RegistrationState::Registered
             }
@@ -374,14 +400,18 @@ impl EventKind {
             EventKind::AuthFailed | EventKind::Rejected => RegistrationState::Invalid,
             EventKind::Offline => RegistrationState::Offline,
             EventKind::Provisioning => RegistrationState::Provisioning,
-        }
+            EventKind::Banned | EventKind::Unbanned => return None,
+        })
     }
 
     /// Whether the event is the outcome of a registration attempt or of a binding's end, the
     /// facts a device's state falls back on once it has no live binding. Reachability
     /// (`offline`, `online`) is not: it lives on the bindings themselves.
     pub fn is_outcome(self) -> bool {
-        !matches!(self, EventKind::Offline | EventKind::Online)
+        !matches!(
+            self,
+            EventKind::Offline | EventKind::Online | EventKind::Banned | EventKind::Unbanned
+        )
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -395,6 +425,8 @@ impl EventKind {
             "offline" => EventKind::Offline,
             "online" => EventKind::Online,
             "provisioning" => EventKind::Provisioning,
+            "banned" => EventKind::Banned,
+            "unbanned" => EventKind::Unbanned,
             _ => return None,
         })
     }

@@ -148,7 +148,8 @@ pub fn state_of(
             | EventKind::Online
             | EventKind::Offline,
         ) => RegistrationState::Expired,
-        Some(EventKind::Provisioning) | None => {
+        // Never a device's outcome (they are about addresses): as if there were none.
+        Some(EventKind::Provisioning | EventKind::Banned | EventKind::Unbanned) | None => {
             if now.saturating_sub(device.created_ms) < provisioning_window_ms {
                 RegistrationState::Provisioning
             } else {
@@ -282,7 +283,14 @@ mod tests {
         }
         for kind in EventKind::ALL {
             assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
-            assert_eq!(kind.event_name(), format!("device.{}", kind.as_str()));
+            let family = if kind.is_device_event() {
+                "device"
+            } else {
+                "security"
+            };
+            assert_eq!(kind.event_name(), format!("{family}.{}", kind.as_str()));
+            assert_eq!(EventKind::from_event_name(kind.event_name()), Some(kind));
+            assert_eq!(EventKind::from_event_name(kind.as_str()), Some(kind));
         }
     }
 }

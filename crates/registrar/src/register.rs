@@ -50,6 +50,10 @@ pub struct RegistrarConfig {
     /// 200); also how long an outbound binding whose connection closed is kept offline before
     /// it is removed.
     pub flow_timer: u32,
+    /// Registration storm control: a granted expiry is shortened by 0 to this many percent
+    /// (spread by a hash of the device, binding and time), never below `min_expires`, so
+    /// phones that registered together refresh apart.
+    pub expires_jitter_percent: u32,
 }
 
 impl Default for RegistrarConfig {
@@ -65,6 +69,7 @@ impl Default for RegistrarConfig {
             max_contact_len: 512,
             max_contacts_per_request: 32,
             flow_timer: 120,
+            expires_jitter_percent: 10,
         }
     }
 }
@@ -87,12 +92,8 @@ pub enum Refusal {
     BadAor,
     /// The Request-URI names neither a served realm nor this registrar.
     NotServed,
-    /// No account has the realm, or the realm has no such user.
-    UnknownUser,
-    /// The device is disabled.
+    /// The device is disabled (told only to a request whose credentials verify).
     Disabled,
-    /// Authenticated, but not as the owner of this AOR, or source IP not allowed.
-    Forbidden(&'static str),
     /// Credentials missing, wrong or stale: answer with a challenge.
     Challenge { stale: bool },
     /// Expires below the minimum (423 + Min-Expires).
@@ -112,9 +113,7 @@ impl Refusal {
             Refusal::BadRequest(reason) => (400, reason),
             Refusal::BadAor => (400, "Bad Request (To must be a SIP URI)"),
             Refusal::NotServed => (404, "Not Found (domain not served here)"),
-            Refusal::UnknownUser => (404, "Not Found"),
             Refusal::Disabled => (403, "Forbidden (device disabled)"),
-            Refusal::Forbidden(reason) => (403, reason),
             Refusal::Challenge { .. } => match style {
                 ChallengeStyle::Www => (401, "Unauthorized"),
                 ChallengeStyle::Proxy => (407, "Proxy Authentication Required"),
@@ -148,11 +147,30 @@ pub struct Registration {
 }
 
 /// Knows the rules and the nonce secret; holds no bindings and does no I/O.
-#[derive(Debug)]
 pub struct Registrar {
     config: RegistrarConfig,
     nonces: NonceManager,
     gruus: crate::gruu::TempGruus,
+    /// What an unknown user's response is checked against (derived from the nonce secret,
+    /// never disclosed; the check fails whatever it gives).
+    decoy_password: String,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar")
+            .field("config", &self.config)
+            .field("nonces", &self.nonces)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A known user's credentials.
+#[derive(Clone, Copy)]
+struct Secret<'a> {
+    username: &'a str,
+    password: &'a str,
+    precomputed: Option<&'a Ha1Cache>,
 }
 
 /// What [`Registrar::authenticate`] concluded.
@@ -175,9 +193,18 @@ impl Registrar {
         nonce_slots: usize,
         first_nonce_sequence: u32,
     ) -> Self {
+        let decoy_password = digest::ha1(
+            Algorithm::Sha256,
+            "decoy",
+            "switchboard",
+            &hex_of(&nonce_secret),
+        )
+        .as_str()
+        .to_owned();
         Registrar {
             config,
             gruus: crate::gruu::TempGruus::new(&nonce_secret),
+            decoy_password,
             nonces: NonceManager::new(
                 nonce_secret,
                 nonce_lifetime_secs,
@@ -249,6 +276,11 @@ impl Registrar {
 
     /// Step 3: digest (or source-IP) authentication of the request for `device`, whose realm
     /// is `realm`. `ha1_md5`/`ha1_sha256` may be precomputed for the device's stored username.
+    ///
+    /// Whatever a scanner could learn from is answered as for an unknown user
+    /// ([`Registrar::authenticate_unknown`]): a device without credentials, credentials of
+    /// another user, an IP-authenticated device asked from elsewhere. A disabled device is
+    /// told so (403) only once its credentials verify.
     pub fn authenticate(
         &self,
         msg: &Message<'_>,
@@ -258,10 +290,16 @@ impl Registrar {
         precomputed: Option<&Ha1Cache>,
         now_ms: i64,
     ) -> AuthOutcome {
-        let refused = |refusal, failure| AuthOutcome::Refused { refusal, failure };
-        if !device.enabled {
-            return refused(Refusal::Disabled, None);
-        }
+        let verified = || {
+            if device.enabled {
+                AuthOutcome::Authenticated
+            } else {
+                AuthOutcome::Refused {
+                    refusal: Refusal::Disabled,
+                    failure: None,
+                }
+            }
+        };
         if device.sip.method == SipAuthMethod::Ip {
             let allowed = device
                 .sip
@@ -270,23 +308,53 @@ impl Registrar {
                 .and_then(|ip| ip.parse::<IpAddr>().ok())
                 .is_some_and(|ip| ip == origin.source.ip());
             return if allowed {
-                AuthOutcome::Authenticated
+                verified()
             } else {
-                refused(
-                    Refusal::Forbidden("Forbidden (source address not allowed)"),
-                    Some("source address not allowed"),
-                )
+                self.check_digest(msg, realm, None, now_ms, "source address not allowed")
             };
         }
         let (Some(username), Some(password)) = (
             device.sip.username.as_deref(),
             device.sip.password.as_deref(),
         ) else {
-            return refused(
-                Refusal::Forbidden("Forbidden (device has no credentials)"),
-                None,
-            );
+            return self.check_digest(msg, realm, None, now_ms, "device has no credentials");
         };
+        let secret = Secret {
+            username,
+            password,
+            precomputed,
+        };
+        match self.check_digest(
+            msg,
+            realm,
+            Some(secret),
+            now_ms,
+            "credentials of another user",
+        ) {
+            AuthOutcome::Authenticated => verified(),
+            refused => refused,
+        }
+    }
+
+    /// Step 3 when the realm has no such user (or no account has the realm): the same
+    /// answers, in the same order and with the same hashing, as a known user with a wrong
+    /// password, so extension scanners learn nothing. Never `Authenticated`.
+    pub fn authenticate_unknown(&self, msg: &Message<'_>, realm: &str, now_ms: i64) -> AuthOutcome {
+        self.check_digest(msg, realm, None, now_ms, "unknown user")
+    }
+
+    /// The digest check shared by known and unknown users. Without a `secret` (or when the
+    /// credentials name another user) the response is checked against a decoy secret and
+    /// always fails with `decoy_failure`.
+    fn check_digest(
+        &self,
+        msg: &Message<'_>,
+        realm: &str,
+        secret: Option<Secret<'_>>,
+        now_ms: i64,
+        decoy_failure: &'static str,
+    ) -> AuthOutcome {
+        let refused = |refusal, failure| AuthOutcome::Refused { refusal, failure };
         let proxy = self.config.challenge == ChallengeStyle::Proxy;
         // Take the first Digest credentials for our realm; phones sometimes also send
         // credentials for other realms (RFC 3261 §22.4).
@@ -303,14 +371,6 @@ impl Registrar {
         };
         if !self.config.algorithms.contains(&algorithm) && !self.offers_base_of(algorithm) {
             return refused(Refusal::Challenge { stale: false }, None);
-        }
-        if !credentials.username.eq_ignore_ascii_case(username) {
-            // Third-party registration: the credentials belong to someone else, who may not
-            // bind contacts to this AOR (RFC 3261 §10.3 step 3).
-            return refused(
-                Refusal::Forbidden("Forbidden (not authorized for this AOR)"),
-                Some("credentials of another user"),
-            );
         }
         let Some(request) = msg.request() else {
             return refused(Refusal::BadRequest("Bad Request"), None);
@@ -333,11 +393,28 @@ impl Registrar {
         if nonce_state == NonceCheck::Invalid {
             return refused(Refusal::Challenge { stale: false }, None);
         }
-        let ha1 = match precomputed {
-            Some(cache) if credentials.username == username => cache.for_algorithm(algorithm),
-            _ => None,
-        }
-        .unwrap_or_else(|| digest::ha1(algorithm, credentials.username, realm, password));
+        // Credentials of another user may not bind contacts to this AOR (RFC 3261 §10.3 step
+        // 3); they are checked against the decoy like an unknown user's, and fail the same.
+        let secret = secret.filter(|s| credentials.username.eq_ignore_ascii_case(s.username));
+        let ha1 = match &secret {
+            Some(secret) => match secret.precomputed {
+                Some(cache) if credentials.username == secret.username => {
+                    // The work an unknown user's check does, so both take as long.
+                    std::hint::black_box(digest::ha1(
+                        algorithm,
+                        credentials.username,
+                        realm,
+                        &self.decoy_password,
+                    ));
+                    cache.for_algorithm(algorithm)
+                }
+                _ => None,
+            }
+            .unwrap_or_else(|| {
+                digest::ha1(algorithm, credentials.username, realm, secret.password)
+            }),
+            None => digest::ha1(algorithm, credentials.username, realm, &self.decoy_password),
+        };
         let expected = digest::expected_response(
             &ha1,
             &ResponseInput {
@@ -348,7 +425,11 @@ impl Registrar {
                 qop,
             },
         );
-        if !digest::response_matches(&expected, credentials.response, algorithm) {
+        let matches = digest::response_matches(&expected, credentials.response, algorithm);
+        if secret.is_none() {
+            return refused(Refusal::Challenge { stale: false }, Some(decoy_failure));
+        }
+        if !matches {
             return refused(Refusal::Challenge { stale: false }, Some("wrong password"));
         }
         let NonceCheck::Fresh { sequence } = nonce_state else {
@@ -530,7 +611,10 @@ impl Registrar {
             }
             wanted.push((contact, expires.min(max)));
         }
-
+        // Step 7, against the bindings as they were before this request: a contact processed
+        // earlier in it may evict one (max_contacts), which must not let an out-of-order
+        // request through (found by the property test in tests/properties.rs).
+        let mut keyed = Vec::with_capacity(wanted.len());
         for (contact, expires) in wanted {
             let instance = contact.param("+sip.instance").flatten().map(clean_instance);
             let reg_id = contact
@@ -541,16 +625,25 @@ impl Registrar {
                 Some(instance) => format!("i:{instance}:{}", reg_id.unwrap_or(0)),
                 None => format!("c:{}", contact.uri_text),
             };
-            let existing = next.iter().position(|b| b.key == key);
-            if let Some(index) = existing {
-                let binding = &next[index];
-                if binding.call_id == inspected.call_id && inspected.cseq <= binding.cseq {
-                    if inspected.cseq == binding.cseq {
-                        continue;
-                    }
+            let mut retransmitted = false;
+            if let Some(binding) = next.iter().find(|b| b.key == key)
+                && binding.call_id == inspected.call_id
+                && inspected.cseq <= binding.cseq
+            {
+                if inspected.cseq < binding.cseq {
                     return Err(Refusal::OutOfOrder);
                 }
+                retransmitted = true;
             }
+            keyed.push((contact, expires, instance, reg_id, key, retransmitted));
+        }
+
+        for (contact, expires, instance, reg_id, key, retransmitted) in keyed {
+            if retransmitted {
+                // The same request again (it slipped past the transaction layer): no change.
+                continue;
+            }
+            let existing = next.iter().position(|b| b.key == key);
             if expires == 0 {
                 if let Some(index) = existing {
                     let binding = next.remove(index);
@@ -559,6 +652,7 @@ impl Registrar {
                 continue;
             }
             let q_milli = contact.param("q").flatten().and_then(parse_q);
+            let expires = self.jittered(expires, min, &device.id, &key, now_ms);
             let registered_at_ms = existing.map_or(now_ms, |i| next[i].registered_at_ms);
             let binding = Binding {
                 account_id: device.account_id.clone(),
@@ -633,6 +727,29 @@ impl Registrar {
         })
     }
 
+    /// `expires` shortened by 0 to `expires_jitter_percent` %, never below `min`: the spread
+    /// comes from a hash of the device, the binding and the time, so it differs per phone and
+    /// per refresh but needs no randomness passed in.
+    fn jittered(&self, expires: u32, min: u32, device_id: &str, key: &str, now_ms: i64) -> u32 {
+        let percent = u64::from(self.config.expires_jitter_percent.min(100));
+        if percent == 0 || expires <= min {
+            return expires;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in device_id
+            .bytes()
+            .chain([0])
+            .chain(key.bytes())
+            .chain(now_ms.to_le_bytes())
+        {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let fraction = (hash >> 32) % 1001;
+        let cut = u64::from(expires) * percent * fraction / 100_000;
+        let granted = u64::from(expires).saturating_sub(cut);
+        u32::try_from(granted).unwrap_or(expires).max(min)
+    }
+
     /// The event recorded for a refused request that names a known device.
     pub fn refusal_event(
         &self,
@@ -680,6 +797,10 @@ impl Ha1Cache {
             Algorithm::Sha256 | Algorithm::Sha256Sess => self.sha256,
         })
     }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `delta-seconds`: values beyond 2^32-1 are taken as 2^32-1 (RFC 3261 §20.19 wants them

@@ -150,6 +150,17 @@ impl DirectoryCache {
     }
 
     /// The account serving `realm`, from memory.
+    /// The oldest top-level account (the operator's): where events about no particular
+    /// account are recorded.
+    pub fn top_level_account_id(&self) -> Option<String> {
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        maps.accounts
+            .values()
+            .filter(|account| account.parent_id.is_none())
+            .min_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)))
+            .map(|account| account.id.clone())
+    }
+
     pub fn cached_account(&self, realm: &str) -> Option<Arc<Account>> {
         let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
         if let Some(account) = maps.accounts.get(realm) {

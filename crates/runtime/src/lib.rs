@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod defence;
 pub mod directory;
 pub mod histogram;
 pub mod keepalive;
@@ -35,10 +36,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use client::{Notify, NotifyOutcome};
+pub use defence::{BanAction, Cidr, DefenceConfig};
 pub use directory::DirectoryCache;
 pub use keepalive::KeepaliveConfig;
 pub use location::BindingTable;
-pub use service::{LocalNames, SipService, Stats};
+pub use service::{LocalNames, OverloadConfig, SecuritySnapshot, SipService, Stats};
 pub use tls::{Certificates, TlsError, TlsFiles};
 pub use tracker::Tracker;
 
@@ -92,6 +94,10 @@ pub struct ServerConfig {
     pub keepalive: KeepaliveConfig,
     /// The certificate for `tls` and `wss` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
+    /// Failed-authentication bans, rate limits, allow/deny lists.
+    pub defence: DefenceConfig,
+    /// The bound on REGISTERs in progress.
+    pub overload: OverloadConfig,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +123,8 @@ impl Default for ServerConfig {
             notify_timeout_ms: client::TIMER_F_MS,
             keepalive: KeepaliveConfig::default(),
             tls: None,
+            defence: DefenceConfig::default(),
+            overload: OverloadConfig::default(),
         }
     }
 }
@@ -255,15 +263,18 @@ impl Server {
             listeners: local_addrs.iter().map(|l| l.addr).collect(),
             aliases: config.aliases.clone(),
         };
-        let service = Arc::new(SipService::new(
-            registrar,
-            directory.clone(),
-            bindings.clone(),
-            store.clone(),
-            local,
-            config.transaction_linger_ms,
-            config.notify_timeout_ms,
-        ));
+        let service = Arc::new(
+            SipService::new(
+                registrar,
+                directory.clone(),
+                bindings.clone(),
+                store.clone(),
+                local,
+                config.transaction_linger_ms,
+                config.notify_timeout_ms,
+            )
+            .with_defences(config.defence.clone(), config.overload),
+        );
         for socket in &udp_sockets {
             service.outbound().add_udp(socket.clone());
         }
@@ -430,6 +441,7 @@ async fn sweep_loop(
             }
         }
         service.transactions().sweep(now);
+        service.expire_bans(now);
     }
 }
 

@@ -4,11 +4,11 @@
 //! server originates ([`SipService::notify`]).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use switchboard_model::{Binding, Change, Event, EventKind, Transport};
+use switchboard_model::{Account, Binding, Change, Event, EventKind, Transport};
 use switchboard_registrar::date::http_date;
 use switchboard_registrar::{
     AuthOutcome, Inspected, Origin, OutboundUse, Refusal, Registrar, outbound_use,
@@ -22,6 +22,7 @@ use crate::client::{
     options_request,
 };
 use crate::clock::now_ms;
+use crate::defence::{Admission, Ban, BanAction, Defence, DefenceConfig};
 use crate::directory::{CachedDevice, DirectoryCache};
 use crate::location::BindingTable;
 use crate::transaction::{Begin, Transactions};
@@ -57,6 +58,19 @@ pub struct Stats {
     pub keepalive_rtt: crate::histogram::Histogram,
     /// STUN binding requests (RFC 5626 §4.4.2 keepalives) answered on the UDP SIP port.
     pub stun_answered: AtomicU64,
+    /// Addresses banned, and bans lifted (ran out or by the operator).
+    pub bans: AtomicU64,
+    pub unbans: AtomicU64,
+    /// Messages from a banned or deny-listed address (answered 403 or dropped).
+    pub banned_refused: AtomicU64,
+    /// Requests over their address's rate (503).
+    pub rate_limited: AtomicU64,
+    /// REGISTERs shed by the overload guard (503).
+    pub overload_shed: AtomicU64,
+    /// TCP connections closed at once: banned or denied address, or over its connection cap.
+    pub connections_refused: AtomicU64,
+    /// Correct credentials refused because the username is slowed and the address failed.
+    pub slowed: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -95,6 +109,15 @@ impl LocalNames {
     }
 }
 
+/// What the defence holds now, for the operator API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecuritySnapshot {
+    pub now_ms: i64,
+    pub bans: Vec<Ban>,
+    pub slowdowns: Vec<crate::defence::Slowdown>,
+    pub counters: crate::defence::Counters,
+}
+
 /// A response and where it goes.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -124,8 +147,86 @@ pub struct SipService {
     client: ClientTransactions,
     /// Timer F for the requests we originate.
     client_timeout_ms: u64,
-    closed_flows: std::sync::Mutex<Vec<ClosedFlow>>,
+    closed_flows: Mutex<Vec<ClosedFlow>>,
+    defence: Mutex<Defence>,
+    guard: OverloadGuard,
+    connections: ConnectionCounts,
     pub stats: Stats,
+}
+
+/// The global overload guard: REGISTERs handled at once (most of them waiting for their
+/// commit) are bounded; beyond it a REGISTER is answered `503` at once instead of queueing, so
+/// the ones admitted keep their latency and a storm drains instead of melting down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverloadConfig {
+    /// REGISTERs in progress at most (0: unbounded).
+    pub max_in_flight: usize,
+    /// The `Retry-After` of a shed REGISTER, seconds.
+    pub retry_after_secs: u32,
+    /// TCP connections one address may hold open (0: unbounded); allow-listed addresses are
+    /// exempt.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            max_in_flight: 2048,
+            retry_after_secs: 5,
+            max_connections_per_ip: 64,
+        }
+    }
+}
+
+/// Open connections per source address.
+type ConnectionCounts = Arc<Mutex<std::collections::HashMap<IpAddr, usize>>>;
+
+/// One accepted connection's place in its address's count; dropping it frees the place.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    counts: Option<ConnectionCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let Some(counts) = &self.counts else {
+            return;
+        };
+        let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OverloadGuard {
+    config: OverloadConfig,
+    in_flight: AtomicUsize,
+}
+
+/// One admitted REGISTER; dropping it frees its place.
+struct Permit<'a>(&'a AtomicUsize);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl OverloadGuard {
+    fn enter(&self) -> Option<Permit<'_>> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit(&self.in_flight);
+        if self.config.max_in_flight != 0 && before >= self.config.max_in_flight {
+            return None;
+        }
+        Some(permit)
+    }
 }
 
 impl std::fmt::Debug for SipService {
@@ -148,6 +249,12 @@ impl SipService {
         client_timeout_ms: u64,
     ) -> Self {
         SipService {
+            defence: Mutex::new(Defence::new(DefenceConfig::default())),
+            guard: OverloadGuard {
+                config: OverloadConfig::default(),
+                in_flight: AtomicUsize::new(0),
+            },
+            connections: ConnectionCounts::default(),
             registrar,
             directory,
             bindings,
@@ -157,9 +264,17 @@ impl SipService {
             outbound: Outbound::default(),
             client: ClientTransactions::default(),
             client_timeout_ms,
-            closed_flows: std::sync::Mutex::default(),
+            closed_flows: Mutex::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// The abuse defences and the overload guard this service applies (the defaults until
+    /// set).
+    pub fn with_defences(mut self, defence: DefenceConfig, overload: OverloadConfig) -> Self {
+        self.defence = Mutex::new(Defence::new(defence));
+        self.guard.config = overload;
+        self
     }
 
     pub fn transactions(&self) -> &Transactions {
@@ -433,6 +548,30 @@ impl SipService {
     /// Handles one message (a datagram, or one framed message of a stream).
     pub async fn handle(&self, data: &[u8], origin: Origin) -> Option<Outgoing> {
         bump(&self.stats.requests);
+        let is_request = !data.starts_with(b"SIP/");
+        let admission = self
+            .defence()
+            .admit(origin.source.ip(), is_request, now_ms());
+        match admission {
+            Admission::Admit => {}
+            Admission::Refuse(action) => {
+                bump(&self.stats.banned_refused);
+                return match action {
+                    BanAction::Drop => None,
+                    BanAction::Forbid => self.answer_early(data, &origin, 403, "Forbidden", None),
+                };
+            }
+            Admission::RateLimited { retry_after_secs } => {
+                bump(&self.stats.rate_limited);
+                return self.answer_early(
+                    data,
+                    &origin,
+                    503,
+                    "Service Unavailable",
+                    Some(retry_after_secs),
+                );
+            }
+        }
         let msg = match switchboard_sip::parse(data) {
             Ok(msg) => msg,
             Err(error) => {
@@ -502,6 +641,14 @@ impl SipService {
         origin: Origin,
         destination: SocketAddr,
     ) -> Option<Outgoing> {
+        let Some(_permit) = self.guard.enter() else {
+            bump(&self.stats.overload_shed);
+            let retry_after = self.guard.config.retry_after_secs.to_string();
+            let bytes = self.simple_response(msg, &origin, 503, "Service Unavailable", |w| {
+                w.header("Retry-After", &retry_after);
+            });
+            return Some(Outgoing { bytes, destination });
+        };
         let key = self.transactions.key(msg);
         if let Some(key) = key {
             match self.transactions.begin(key, now_ms()) {
@@ -547,11 +694,16 @@ impl SipService {
             Ok(inspected) => inspected,
             Err(refusal) => return self.refuse(msg, origin, &refusal, None, now),
         };
-        let Some(cached) = self.find_device(&inspected).await else {
-            bump(&self.stats.refused);
-            return self.refuse(msg, origin, &Refusal::UnknownUser, None, now);
+        let account = self.find_account(inspected.realm).await;
+        let device = match &account {
+            Some(account) => self.find_device_in(account.clone(), inspected.user).await,
+            None => None,
+        };
+        let Some(cached) = device else {
+            return self.unknown_user(msg, &inspected, origin, account.as_deref(), now);
         };
         let realm = cached.account.realm.as_str();
+        let username = format!("{}@{}", inspected.user.to_ascii_lowercase(), realm);
         match self.registrar.authenticate(
             msg,
             origin,
@@ -560,7 +712,20 @@ impl SipService {
             cached.ha1.as_ref(),
             now,
         ) {
-            AuthOutcome::Authenticated => {}
+            AuthOutcome::Authenticated => {
+                if self.defence().slowed(origin.source.ip(), &username, now) {
+                    // The username is under attack and this address failed lately: the
+                    // answer is a wrong password's, so a guess that is right teaches nothing.
+                    bump(&self.stats.slowed);
+                    return self.refuse(
+                        msg,
+                        origin,
+                        &Refusal::Challenge { stale: false },
+                        Some(realm),
+                        now,
+                    );
+                }
+            }
             AuthOutcome::Refused { refusal, failure } => {
                 let kind = match (&refusal, failure) {
                     (_, Some(_)) => Some(EventKind::AuthFailed),
@@ -582,6 +747,9 @@ impl SipService {
                     );
                     self.record(event);
                 }
+                if failure.is_some() {
+                    self.failed(origin, msg, &username, Some(&cached.account.id), now);
+                }
                 return self.refuse(msg, origin, &refusal, Some(realm), now);
             }
         }
@@ -590,6 +758,206 @@ impl SipService {
             return self.refuse(msg, origin, &Refusal::FirstHopLacksOutbound, None, now);
         }
         self.bind(msg, &inspected, origin, &cached, now).await
+    }
+
+    /// A REGISTER for a user the realm does not have (or a realm no account has): answered
+    /// exactly as a known user's wrong password is — challenged with the realm asked for,
+    /// then the same 401 with the same hashing — so scanners cannot enumerate extensions. A
+    /// credentialed attempt is a failure like any other (and an `auth_failed` event of the
+    /// account, without a device, when the realm is known).
+    fn unknown_user(
+        &self,
+        msg: &Message<'_>,
+        inspected: &Inspected<'_>,
+        origin: &Origin,
+        account: Option<&Account>,
+        now: i64,
+    ) -> Vec<u8> {
+        let realm = account.map_or_else(
+            || inspected.realm.to_ascii_lowercase(),
+            |account| account.realm.clone(),
+        );
+        let username = format!("{}@{realm}", inspected.user.to_ascii_lowercase());
+        let (refusal, failure) = match self.registrar.authenticate_unknown(msg, &realm, now) {
+            AuthOutcome::Refused { refusal, failure } => (refusal, failure),
+            // Never happens (there is nobody to authenticate as); answered as a guess.
+            AuthOutcome::Authenticated => {
+                (Refusal::Challenge { stale: false }, Some("unknown user"))
+            }
+        };
+        if let Some(reason) = failure {
+            bump(&self.stats.auth_failed);
+            if let Some(account) = account {
+                self.record(Event {
+                    id: 0,
+                    at_ms: now,
+                    kind: EventKind::AuthFailed,
+                    account_id: account.id.clone(),
+                    device_id: None,
+                    binding_key: None,
+                    contact: None,
+                    address: Some(origin.source.to_string()),
+                    transport: Some(origin.transport),
+                    user_agent: user_agent_of(msg),
+                    reason: Some(reason.to_owned()),
+                });
+            }
+            self.failed(origin, msg, &username, account.map(|a| a.id.as_str()), now);
+        }
+        self.refuse(msg, origin, &refusal, Some(&realm), now)
+    }
+
+    /// Whether a TCP connection from `ip` may be served: not from a banned or denied
+    /// address, and within the address's connection cap. The slot is held while it is open.
+    pub fn admit_connection(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let (allowed, banned) = {
+            let defence = self.defence();
+            (defence.is_allowed(ip), defence.is_refused(ip, now_ms()))
+        };
+        if banned {
+            bump(&self.stats.connections_refused);
+            return None;
+        }
+        let cap = self.guard.config.max_connections_per_ip;
+        if allowed || cap == 0 {
+            return Some(ConnectionSlot { counts: None, ip });
+        }
+        let mut counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= cap {
+            drop(counts);
+            bump(&self.stats.connections_refused);
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            counts: Some(self.connections.clone()),
+            ip,
+        })
+    }
+
+    fn defence(&self) -> MutexGuard<'_, Defence> {
+        self.defence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a wrong digest response; a ban it causes is recorded as a `banned` event.
+    fn failed(
+        &self,
+        origin: &Origin,
+        msg: &Message<'_>,
+        username: &str,
+        account_id: Option<&str>,
+        now: i64,
+    ) {
+        let ban = self
+            .defence()
+            .failure(origin.source.ip(), Some(username), account_id, now);
+        if let Some(ban) = ban {
+            bump(&self.stats.bans);
+            warn!(address = %ban.address, failures = ban.failures, offence = ban.offence,
+                until_ms = ban.until_ms, "address banned after failed authentications");
+            let user_agent = user_agent_of(msg);
+            self.record_ban_event(
+                EventKind::Banned,
+                &ban,
+                Some(origin.transport),
+                user_agent,
+                ban.reason(),
+                now,
+            );
+        }
+    }
+
+    /// A `banned` or `unbanned` event: about an address, no device. It belongs to the account
+    /// whose realm was attacked, else to the oldest top-level account (the operator's).
+    fn record_ban_event(
+        &self,
+        kind: EventKind,
+        ban: &Ban,
+        transport: Option<Transport>,
+        user_agent: Option<String>,
+        reason: String,
+        now: i64,
+    ) -> Option<switchboard_store::CommitFuture> {
+        let Some(account_id) = ban
+            .account_id
+            .clone()
+            .or_else(|| self.directory.top_level_account_id())
+        else {
+            warn!(address = %ban.address, "no account to record a ban event under");
+            return None;
+        };
+        let event = Event {
+            id: 0,
+            at_ms: now,
+            kind,
+            account_id,
+            device_id: None,
+            binding_key: None,
+            contact: None,
+            address: Some(ban.address.to_string()),
+            transport,
+            user_agent,
+            reason: Some(reason),
+        };
+        Some(self.store.commit(vec![Change::AppendEvent(event)]))
+    }
+
+    /// Lifts the bans that ran out (each an `unbanned` event); called by the sweeper.
+    pub fn expire_bans(&self, now: i64) {
+        let lifted = self.defence().expire(now);
+        for ban in lifted {
+            bump(&self.stats.unbans);
+            if let Some(commit) = self.record_ban_event(
+                EventKind::Unbanned,
+                &ban,
+                None,
+                None,
+                "ban ran out".to_owned(),
+                now,
+            ) {
+                drop(commit);
+            }
+        }
+    }
+
+    /// The operator lifts the ban of `address` (an `unbanned` event, committed before this
+    /// returns); the ban lifted, if there was one.
+    pub async fn lift_ban(&self, address: IpAddr) -> Option<Ban> {
+        let ban = self.defence().unban(address)?;
+        bump(&self.stats.unbans);
+        let now = now_ms();
+        if let Some(commit) = self.record_ban_event(
+            EventKind::Unbanned,
+            &ban,
+            None,
+            None,
+            "lifted by the operator".to_owned(),
+            now,
+        ) && let Err(error) = commit.await
+        {
+            bump(&self.stats.storage_errors);
+            warn!(%error, "recording an unban failed");
+        }
+        Some(ban)
+    }
+
+    /// Ends the slowdown of a username (`user@realm`) now; whether it was slowed.
+    pub fn lift_slowdown(&self, username: &str) -> bool {
+        self.defence()
+            .lift_slowdown(&username.to_ascii_lowercase(), now_ms())
+    }
+
+    /// Current bans, slowed usernames and failure counters.
+    pub fn security_snapshot(&self) -> SecuritySnapshot {
+        let now = now_ms();
+        let defence = self.defence();
+        SecuritySnapshot {
+            now_ms: now,
+            bans: defence.bans(now),
+            slowdowns: defence.slowdowns(now),
+            counters: defence.counters(now),
+        }
     }
 
     /// The 200 for a retransmission of an accepted REGISTER: the current bindings, without
@@ -737,7 +1105,7 @@ impl SipService {
     }
 
     /// The account whose realm is `realm` (the cache, the store on a miss).
-    async fn find_account(&self, realm: &str) -> Option<Arc<switchboard_model::Account>> {
+    async fn find_account(&self, realm: &str) -> Option<Arc<Account>> {
         if let Some(account) = self.directory.cached_account(realm) {
             return Some(account);
         }
@@ -750,11 +1118,7 @@ impl SipService {
     }
 
     /// The device of `account` whose SIP username is `user` (the cache, the store on a miss).
-    async fn find_device_in(
-        &self,
-        account: Arc<switchboard_model::Account>,
-        user: &str,
-    ) -> Option<Arc<CachedDevice>> {
+    async fn find_device_in(&self, account: Arc<Account>, user: &str) -> Option<Arc<CachedDevice>> {
         if let Some(device) = self.directory.cached_device(&account.id, user) {
             return Some(device);
         }
@@ -925,6 +1289,33 @@ impl SipService {
         out
     }
 
+    /// A refusal decided before the message is handled (ban, rate limit): requests that can
+    /// be addressed get `code`; anything else (responses, ACK, garbage) is dropped.
+    fn answer_early(
+        &self,
+        data: &[u8],
+        origin: &Origin,
+        code: u16,
+        reason: &str,
+        retry_after_secs: Option<u32>,
+    ) -> Option<Outgoing> {
+        let msg = switchboard_sip::parse(data).ok()?;
+        let request = msg.request()?;
+        if matches!(request.method, Method::Ack) {
+            return None;
+        }
+        msg.call_id().ok()?;
+        msg.cseq().ok()?;
+        msg.top_via().ok()?;
+        let destination = response_destination(&msg, origin);
+        let bytes = self.simple_response(&msg, origin, code, reason, |w| {
+            if let Some(secs) = retry_after_secs {
+                w.header("Retry-After", &secs.to_string());
+            }
+        });
+        Some(Outgoing { bytes, destination })
+    }
+
     /// Answers a message the parser rejected, when enough of it is readable to address an
     /// answer; otherwise drops it (counted).
     fn answer_unparseable(
@@ -1002,6 +1393,12 @@ fn with_placeholder_request_line(head: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The User-Agent for an event: control characters dropped, at most 256 characters.
+fn user_agent_of(msg: &Message<'_>) -> Option<String> {
+    msg.header(HeaderName::UserAgent)
+        .map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect())
+}
+
 fn is_challenge(response: &[u8]) -> bool {
     response.starts_with(b"SIP/2.0 401 ") || response.starts_with(b"SIP/2.0 407 ")
 }
@@ -1044,5 +1441,39 @@ pub fn response_destination(msg: &Message<'_>, origin: &Origin) -> SocketAddr {
             SocketAddr::new(origin.source.ip(), via.port.unwrap_or(5060))
         }
         _ => origin.source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overload_guard_sheds_beyond_its_bound_and_frees_places_on_drop() {
+        let guard = OverloadGuard {
+            config: OverloadConfig {
+                max_in_flight: 2,
+                ..OverloadConfig::default()
+            },
+            in_flight: AtomicUsize::new(0),
+        };
+        let first = guard.enter().expect("first");
+        let second = guard.enter().expect("second");
+        assert!(guard.enter().is_none(), "a third is shed");
+        assert!(guard.enter().is_none(), "and so is a fourth");
+        drop(first);
+        let third = guard.enter().expect("a place was freed");
+        assert_eq!(guard.in_flight.load(Ordering::Acquire), 2);
+        drop((second, third));
+        assert_eq!(guard.in_flight.load(Ordering::Acquire), 0);
+        let unbounded = OverloadGuard {
+            config: OverloadConfig {
+                max_in_flight: 0,
+                ..OverloadConfig::default()
+            },
+            in_flight: AtomicUsize::new(0),
+        };
+        let held: Vec<_> = (0..10_000).map(|_| unbounded.enter()).collect();
+        assert!(held.iter().all(Option::is_some));
     }
 }

@@ -240,11 +240,18 @@ pub async fn serve_tcp(
                 continue;
             }
         };
+        // A banned address, or one over its connection cap, is closed at once.
+        let Some(slot) = service.admit_connection(source.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let tracker = tracker.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(serve_connection(stream, source, service, tracker, shutdown));
+        tokio::spawn(async move {
+            let _slot = slot;
+            serve_connection(stream, source, service, tracker, shutdown).await;
+        });
     }
 }
 

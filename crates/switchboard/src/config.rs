@@ -11,7 +11,10 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchboard_model::Transport;
 use switchboard_registrar::{Algorithm, ChallengeStyle, RegistrarConfig};
-use switchboard_runtime::{KeepaliveConfig, Listen, ServerConfig, TlsFiles};
+use switchboard_runtime::TlsFiles;
+use switchboard_runtime::{
+    BanAction, Cidr, DefenceConfig, KeepaliveConfig, Listen, OverloadConfig, ServerConfig,
+};
 use switchboard_store::Synchronous;
 
 /// The file's shape. Every field is optional: absent means "the default".
@@ -39,6 +42,45 @@ pub struct FileConfig {
     pub monitoring: MonitoringSection,
     #[serde(default)]
     pub webhooks: WebhooksSection,
+    #[serde(default)]
+    pub security: SecuritySection,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Wrong digest responses from one address that ban it (default 10; 0 = never).
+    pub ip_failures: Option<u32>,
+    /// Seconds those failures are counted over (default 60).
+    pub ip_window: Option<u64>,
+    /// Wrong responses for one username that slow it (default 20; 0 = never).
+    pub username_failures: Option<u32>,
+    /// Seconds those are counted over (default 3600).
+    pub username_window: Option<u64>,
+    /// Seconds a username stays slowed (default 900).
+    pub username_slowdown: Option<u64>,
+    /// Seconds of a first ban; each repeat doubles it (default 300).
+    pub ban_time: Option<u64>,
+    /// Longest ban, seconds (default 86400).
+    pub max_ban_time: Option<u64>,
+    /// `"403"` (default) or `"drop"`.
+    pub ban_action: Option<String>,
+    /// Requests per second per source address (default 50; 0 = no limit).
+    pub rate_limit_per_second: Option<u32>,
+    /// Requests one address may send at once (default 100).
+    pub rate_limit_burst: Option<u32>,
+    /// Addresses and usernames tracked at most, each (default 65536).
+    pub max_tracked: Option<usize>,
+    /// Networks never banned nor rate-limited (CIDR or bare addresses).
+    pub allow: Option<Vec<String>>,
+    /// Networks always refused.
+    pub deny: Option<Vec<String>>,
+    /// REGISTERs in progress at most; beyond it 503 at once (default 2048; 0 = unbounded).
+    pub max_registers_in_flight: Option<usize>,
+    /// `Retry-After` of a REGISTER shed for overload, seconds (default 5).
+    pub overload_retry_after: Option<u32>,
+    /// TCP connections one address may hold open (default 64; 0 = unbounded).
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -110,6 +152,11 @@ pub struct RegistrarSection {
     pub keepalive_timeout_ms: Option<u64>,
     /// RFC 5626 `Flow-Timer` in seconds, told to outbound clients (default 120).
     pub flow_timer: Option<u32>,
+    /// Granted expiries are shortened by a spread of 0 to this many percent, never below
+    /// min_expires, so re-registrations after an outage spread out (default 10; 0 = off).
+    pub expires_jitter: Option<u32>,
+    /// Contact values one REGISTER may carry (default 32; more: 400).
+    pub max_contacts_per_request: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -193,6 +240,88 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "SWITCHBOARD_REGISTRAR_FLOW_TIMER",
         "registrar.flow_timer",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_EXPIRES_JITTER",
+        "registrar.expires_jitter",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_REGISTRAR_MAX_CONTACTS_PER_REQUEST",
+        "registrar.max_contacts_per_request",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_IP_FAILURES",
+        "security.ip_failures",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_IP_WINDOW",
+        "security.ip_window",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_USERNAME_FAILURES",
+        "security.username_failures",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_USERNAME_WINDOW",
+        "security.username_window",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_USERNAME_SLOWDOWN",
+        "security.username_slowdown",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_BAN_TIME",
+        "security.ban_time",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_MAX_BAN_TIME",
+        "security.max_ban_time",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_BAN_ACTION",
+        "security.ban_action",
+        Kind::Text,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_RATE_LIMIT_PER_SECOND",
+        "security.rate_limit_per_second",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_RATE_LIMIT_BURST",
+        "security.rate_limit_burst",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_MAX_TRACKED",
+        "security.max_tracked",
+        Kind::Integer,
+    ),
+    ("SWITCHBOARD_SECURITY_ALLOW", "security.allow", Kind::List),
+    ("SWITCHBOARD_SECURITY_DENY", "security.deny", Kind::List),
+    (
+        "SWITCHBOARD_SECURITY_MAX_REGISTERS_IN_FLIGHT",
+        "security.max_registers_in_flight",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_OVERLOAD_RETRY_AFTER",
+        "security.overload_retry_after",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_MAX_CONNECTIONS_PER_IP",
+        "security.max_connections_per_ip",
         Kind::Integer,
     ),
     (
@@ -487,6 +616,8 @@ impl Settings {
                 .unwrap_or(switchboard_runtime::client::TIMER_F_MS),
             keepalive: keepalive_config(&file.registrar)?,
             tls,
+            defence: defence_config(&file.security)?,
+            overload: overload_config(&file.security)?,
             ..ServerConfig::default()
         };
         if !(100..=600_000).contains(&server.notify_timeout_ms) {
@@ -654,6 +785,92 @@ fn keepalive_config(section: &RegistrarSection) -> anyhow::Result<KeepaliveConfi
     })
 }
 
+fn defence_config(section: &SecuritySection) -> anyhow::Result<DefenceConfig> {
+    let defaults = DefenceConfig::default();
+    let seconds = |value: Option<u64>, default_ms: i64, name: &str| -> anyhow::Result<i64> {
+        let Some(value) = value else {
+            return Ok(default_ms);
+        };
+        if !(1..=30 * 86_400).contains(&value) {
+            bail!("security.{name} must lie between 1 and 2592000 seconds");
+        }
+        Ok(i64::try_from(value * 1000).unwrap_or(i64::MAX))
+    };
+    let networks = |list: &Option<Vec<String>>, name: &str| -> anyhow::Result<Vec<Cidr>> {
+        list.iter()
+            .flatten()
+            .map(|text| {
+                text.parse::<Cidr>()
+                    .map_err(|error| anyhow::anyhow!("security.{name}: {error}"))
+            })
+            .collect()
+    };
+    let ban_action = match section.ban_action.as_deref() {
+        None | Some("403") => BanAction::Forbid,
+        Some("drop") => BanAction::Drop,
+        Some(other) => bail!("security.ban_action '{other}': expected \"403\" or \"drop\""),
+    };
+    let ban_ms = seconds(section.ban_time, defaults.ban_ms, "ban_time")?;
+    let max_ban_ms = seconds(section.max_ban_time, defaults.max_ban_ms, "max_ban_time")?;
+    if max_ban_ms < ban_ms {
+        bail!("security.max_ban_time is below security.ban_time");
+    }
+    let rate_burst = section.rate_limit_burst.unwrap_or(defaults.rate_burst);
+    if rate_burst == 0 {
+        bail!("security.rate_limit_burst must be at least 1");
+    }
+    let max_tracked = section.max_tracked.unwrap_or(defaults.max_tracked);
+    if !(16..=10_000_000).contains(&max_tracked) {
+        bail!("security.max_tracked must lie between 16 and 10000000");
+    }
+    Ok(DefenceConfig {
+        ip_failures: section.ip_failures.unwrap_or(defaults.ip_failures),
+        ip_window_ms: seconds(section.ip_window, defaults.ip_window_ms, "ip_window")?,
+        username_failures: section
+            .username_failures
+            .unwrap_or(defaults.username_failures),
+        username_window_ms: seconds(
+            section.username_window,
+            defaults.username_window_ms,
+            "username_window",
+        )?,
+        username_slowdown_ms: seconds(
+            section.username_slowdown,
+            defaults.username_slowdown_ms,
+            "username_slowdown",
+        )?,
+        ban_ms,
+        max_ban_ms,
+        ban_action,
+        rate_per_second: section
+            .rate_limit_per_second
+            .unwrap_or(defaults.rate_per_second),
+        rate_burst,
+        max_tracked,
+        allow: networks(&section.allow, "allow")?,
+        deny: networks(&section.deny, "deny")?,
+    })
+}
+
+fn overload_config(section: &SecuritySection) -> anyhow::Result<OverloadConfig> {
+    let defaults = OverloadConfig::default();
+    let retry_after_secs = section
+        .overload_retry_after
+        .unwrap_or(defaults.retry_after_secs);
+    if !(1..=3600).contains(&retry_after_secs) {
+        bail!("security.overload_retry_after must lie between 1 and 3600 seconds");
+    }
+    Ok(OverloadConfig {
+        max_in_flight: section
+            .max_registers_in_flight
+            .unwrap_or(defaults.max_in_flight),
+        retry_after_secs,
+        max_connections_per_ip: section
+            .max_connections_per_ip
+            .unwrap_or(defaults.max_connections_per_ip),
+    })
+}
+
 fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfig> {
     let defaults = RegistrarConfig::default();
     let min_expires = section.min_expires.unwrap_or(defaults.min_expires);
@@ -700,6 +917,18 @@ fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfi
     if !(1..=3600).contains(&flow_timer) {
         bail!("registrar.flow_timer must lie between 1 and 3600 seconds");
     }
+    let expires_jitter_percent = section
+        .expires_jitter
+        .unwrap_or(defaults.expires_jitter_percent);
+    if expires_jitter_percent > 50 {
+        bail!("registrar.expires_jitter must lie between 0 and 50 (percent)");
+    }
+    let max_contacts_per_request = section
+        .max_contacts_per_request
+        .unwrap_or(defaults.max_contacts_per_request);
+    if !(1..=1024).contains(&max_contacts_per_request) {
+        bail!("registrar.max_contacts_per_request must lie between 1 and 1024");
+    }
     Ok(RegistrarConfig {
         min_expires,
         default_expires,
@@ -711,6 +940,8 @@ fn registrar_config(section: &RegistrarSection) -> anyhow::Result<RegistrarConfi
             .allow_legacy_digest
             .unwrap_or(defaults.allow_legacy_digest),
         flow_timer,
+        expires_jitter_percent,
+        max_contacts_per_request,
         ..defaults
     })
 }
@@ -787,6 +1018,10 @@ mod tests {
         let settings = Settings::resolve(file, Overrides::default()).expect("example resolves");
         assert_eq!(settings.server.registrar.challenge, ChallengeStyle::Www);
         assert_eq!(settings.server.keepalive, KeepaliveConfig::default());
+        assert_eq!(settings.server.defence, DefenceConfig::default());
+        assert_eq!(settings.server.overload, OverloadConfig::default());
+        assert_eq!(settings.server.registrar.expires_jitter_percent, 10);
+        assert_eq!(settings.server.registrar.max_contacts_per_request, 32);
         assert_eq!(
             settings.webhooks,
             Some(switchboard_api::WebhookConfig::default())
@@ -922,6 +1157,44 @@ mod tests {
             verified.server.tls.expect("tls").client_ca,
             Some(PathBuf::from("/ca.pem"))
         );
+    }
+
+    #[test]
+    fn security_settings_come_from_the_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[security]\nip_failures = 3\nban_time = 10\nban_action = \"drop\"\nallow = [\"10.0.0.0/8\"]\nmax_registers_in_flight = 0\n",
+        )
+        .expect("write");
+        let file = load(
+            Some(&path),
+            &env(&[
+                ("SWITCHBOARD_SECURITY_DENY", "192.0.2.0/24, 2001:db8::/32"),
+                ("SWITCHBOARD_SECURITY_RATE_LIMIT_PER_SECOND", "0"),
+            ]),
+        )
+        .expect("loads");
+        let settings = Settings::resolve(file, Overrides::default()).expect("resolves");
+        let defence = &settings.server.defence;
+        assert_eq!(defence.ip_failures, 3);
+        assert_eq!(defence.ban_ms, 10_000);
+        assert_eq!(defence.ban_action, BanAction::Drop);
+        assert_eq!(defence.allow.len(), 1);
+        assert_eq!(defence.deny.len(), 2);
+        assert_eq!(defence.rate_per_second, 0);
+        assert_eq!(settings.server.overload.max_in_flight, 0);
+        let bad = |pairs: &[(&str, &str)]| {
+            load(None, &env(pairs))
+                .and_then(|file| Settings::resolve(file, Overrides::default()))
+                .expect_err("must fail")
+                .to_string()
+        };
+        assert!(bad(&[("SWITCHBOARD_SECURITY_BAN_ACTION", "404")]).contains("ban_action"));
+        assert!(bad(&[("SWITCHBOARD_SECURITY_ALLOW", "10.0.0.0/99")]).contains("security.allow"));
+        assert!(bad(&[("SWITCHBOARD_SECURITY_MAX_BAN_TIME", "5")]).contains("max_ban_time"));
+        assert!(bad(&[("SWITCHBOARD_REGISTRAR_EXPIRES_JITTER", "80")]).contains("expires_jitter"));
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::sync::atomic::Ordering;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use switchboard_api::{BindingNotify, NotifyRequest, NotifyResult, SipControl};
+use switchboard_api::{
+    BanTarget, BanView, BindingNotify, FailureCounter, NotifyRequest, NotifyResult,
+    SecurityCounters, SipControl,
+};
 use switchboard_model::Binding;
 use switchboard_runtime::{BindingTable, DirectoryCache, Notify, NotifyOutcome, SipService};
 use switchboard_store::{Store, StoreError};
@@ -34,6 +37,33 @@ impl RuntimeSip {
         let mut bindings = self.bindings.device_bindings(device_id);
         bindings.retain(|binding| binding.expires_at_ms > now);
         bindings
+    }
+}
+
+fn address_ban(ban: &switchboard_runtime::defence::Ban) -> BanView {
+    BanView {
+        target: BanTarget::Address,
+        subject: ban.address.to_string(),
+        since_ms: ban.since_ms,
+        until_ms: ban.until_ms,
+        failures: ban.failures,
+        offence: ban.offence,
+        reason: ban.reason(),
+    }
+}
+
+fn username_ban(slowdown: &switchboard_runtime::defence::Slowdown) -> BanView {
+    BanView {
+        target: BanTarget::Username,
+        subject: slowdown.username.clone(),
+        since_ms: slowdown.since_ms,
+        until_ms: slowdown.until_ms,
+        failures: slowdown.failures,
+        offence: 0,
+        reason: format!(
+            "{} failed authentications; slowed: addresses that failed are refused",
+            slowdown.failures
+        ),
     }
 }
 
@@ -129,6 +159,67 @@ impl SipControl for RuntimeSip {
         let mut bindings = self.bindings.device_bindings(device_id);
         bindings.retain(|binding| binding.account_id == account_id);
         bindings
+    }
+
+    fn security_bans(&self) -> Vec<BanView> {
+        let snapshot = self.service.security_snapshot();
+        snapshot
+            .bans
+            .iter()
+            .map(address_ban)
+            .chain(snapshot.slowdowns.iter().map(username_ban))
+            .collect()
+    }
+
+    fn security_counters(&self) -> SecurityCounters {
+        let counters = self.service.security_snapshot().counters;
+        SecurityCounters {
+            addresses: counters
+                .addresses
+                .into_iter()
+                .map(|count| FailureCounter {
+                    subject: count.key.to_string(),
+                    failures: count.failures,
+                    first_ms: count.first_ms,
+                    last_ms: count.last_ms,
+                })
+                .collect(),
+            usernames: counters
+                .usernames
+                .into_iter()
+                .map(|count| FailureCounter {
+                    subject: count.key,
+                    failures: count.failures,
+                    first_ms: count.first_ms,
+                    last_ms: count.last_ms,
+                })
+                .collect(),
+        }
+    }
+
+    fn lift_ban<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<BanView>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Ok(address) = subject.parse::<std::net::IpAddr>() {
+                return self
+                    .service
+                    .lift_ban(address)
+                    .await
+                    .map(|ban| address_ban(&ban));
+            }
+            let username = subject.to_ascii_lowercase();
+            let slowed = self
+                .service
+                .security_snapshot()
+                .slowdowns
+                .into_iter()
+                .find(|slowdown| slowdown.username == username)?;
+            self.service
+                .lift_slowdown(&username)
+                .then(|| username_ban(&slowed))
+        })
     }
 
     fn notify<'a>(

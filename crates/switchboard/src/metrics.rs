@@ -150,6 +150,41 @@ pub async fn render(metrics: &Metrics) -> String {
         "Commits that failed on the REGISTER path (answered 500).",
         &[("", load(&stats.storage_errors))],
     );
+    family(
+        &mut out,
+        "switchboard_security_bans_total",
+        "counter",
+        "Addresses banned after failed authentications, and bans lifted (ran out or by the operator).",
+        &[
+            ("event=\"banned\"", load(&stats.bans)),
+            ("event=\"unbanned\"", load(&stats.unbans)),
+        ],
+    );
+    family(
+        &mut out,
+        "switchboard_security_refused_total",
+        "counter",
+        "Messages and connections refused by the defences: from a banned or denied address (403 or dropped), TCP connections closed at once (banned, denied, or over the per-address cap), correct credentials refused while their username is slowed.",
+        &[
+            ("reason=\"banned\"", load(&stats.banned_refused)),
+            ("reason=\"connection\"", load(&stats.connections_refused)),
+            ("reason=\"slowed\"", load(&stats.slowed)),
+        ],
+    );
+    family(
+        &mut out,
+        "switchboard_sip_rate_limited_total",
+        "counter",
+        "Requests over their source address's rate (answered 503 with Retry-After).",
+        &[("", load(&stats.rate_limited))],
+    );
+    family(
+        &mut out,
+        "switchboard_sip_overload_shed_total",
+        "counter",
+        "REGISTERs shed by the overload guard (answered 503 with Retry-After at once).",
+        &[("", load(&stats.overload_shed))],
+    );
     let store = metrics.store.stats();
     family(
         &mut out,

@@ -779,8 +779,8 @@ fn a_device_created_through_the_api_registers_and_is_refused_once_disabled() {
         empty
     }));
     board
-        .sipp("register_404", &fresh, "u1", 1)
-        .expect("the deleted device is unknown");
+        .sipp("register_wrong_password", &fresh, "u1", 1)
+        .expect("the deleted device is unknown: answered as a wrong password");
 }
 
 #[test]

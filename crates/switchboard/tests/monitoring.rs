@@ -490,7 +490,11 @@ fn every_state_is_reached_for_real_and_shown_by_the_api_and_the_stream() {
     assert_eq!(desk_registration["deviceId"], id("desk"));
     assert_eq!(desk_registration["transportProtocol"], "UDP");
     assert_eq!(desk_registration["ipAddress"], "127.0.0.1");
-    assert_eq!(desk_registration["registrationExpiry"], 600);
+    // Asked for 600 s; granted up to 10 % less (expires jitter, storm control).
+    let expiry = desk_registration["registrationExpiry"]
+        .as_u64()
+        .expect("expiry");
+    assert!((540..=600).contains(&expiry), "{desk_registration}");
     assert_eq!(desk_registration["reachable"], true);
     assert_eq!(desk_registration["callsActive"], 0);
     for field in [

@@ -122,16 +122,16 @@ fn refusals_wrong_password_unknown_user_disabled_and_brief_interval() {
             .expect("wrong password gets a new 401");
         let unknown = board.users_csv("unknown.csv", &[("mallory", "whatever")], REALM);
         board
-            .sipp("register_404", &unknown, transport, 1)
-            .expect("unknown user gets 404");
+            .sipp("register_wrong_password", &unknown, transport, 1)
+            .expect("an unknown user is answered as a wrong password");
         let other_realm = board.users_csv("realm.csv", &[("carol", "right-pass")], "nowhere.test");
         board
-            .sipp("register_404", &other_realm, transport, 1)
-            .expect("unknown realm gets 404");
+            .sipp("register_wrong_password", &other_realm, transport, 1)
+            .expect("an unknown realm is answered as a wrong password");
         let disabled = board.users_csv("disabled.csv", &[("dave", "dave-pass")], REALM);
         board
             .sipp("register_403", &disabled, transport, 1)
-            .expect("disabled device gets 403");
+            .expect("disabled device gets 403 once its credentials verify");
         let brief = board.users_csv("brief.csv", &[("carol", "right-pass")], REALM);
         board
             .sipp("register_423", &brief, transport, 1)

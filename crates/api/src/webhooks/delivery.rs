@@ -737,6 +737,38 @@ mod tests {
     }
 
     #[test]
+    fn a_ban_is_delivered_as_security_banned_to_the_hooks_that_want_it() {
+        let ban = Event {
+            device_id: None,
+            contact: None,
+            address: Some("203.0.113.7".to_owned()),
+            reason: Some("10 failed authentications; banned for 300 s (offence 1)".to_owned()),
+            ..event(9, "acc", EventKind::Banned, 1_697_796_000_000)
+        };
+        let bans = hook("acc", json!({"events": ["security.banned"]}), 0);
+        let every = hook("acc", json!({"events": ["*"]}), 1);
+        let failures = hook("acc", json!({"events": ["device.auth_failed"]}), 2);
+        let hooks = [bans.clone(), every.clone(), failures];
+        let ancestors = HashMap::from([("acc".to_owned(), Vec::new())]);
+        let planned: Vec<String> = plan(std::slice::from_ref(&ban), &hooks, &ancestors, 0)
+            .into_iter()
+            .map(|delivery| delivery.hook_id)
+            .collect();
+        assert_eq!(planned, vec![bans.id.clone(), every.id.clone()]);
+        let body = payload(&ban, &bans);
+        assert_eq!(body["event"], "security.banned");
+        assert_eq!(body["data"]["ipAddress"], "203.0.113.7");
+        assert!(body["data"].get("port").is_none());
+        assert!(body["data"].get("deviceId").is_none());
+        assert!(body["data"].get("status").is_none());
+        assert!(
+            body["data"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("banned"))
+        );
+    }
+
+    #[test]
     fn plan_matches_account_events_creation_and_subaccounts() {
         let every = hook("parent", json!({"events": ["*"]}), 100);
         let offline_only = hook("child", json!({"events": ["device.offline"]}), 100);

@@ -45,12 +45,10 @@ pub(crate) fn event_name(kind: EventKind) -> String {
     kind.event_name().to_owned()
 }
 
-/// Whether `name` is `*` or `device.<a kind the history knows>`.
+/// Whether `name` is `*` or the public name of a kind the history knows (`device.<kind>`,
+/// `security.banned`, `security.unbanned`).
 fn known_event(name: &str) -> bool {
-    name == ALL_EVENTS
-        || name
-            .strip_prefix("device.")
-            .is_some_and(|kind| EventKind::parse(kind).is_some())
+    name == ALL_EVENTS || EventKind::ALL.iter().any(|kind| kind.event_name() == name)
 }
 
 /// A new signing secret: 32 random bytes, hex.
@@ -137,7 +135,7 @@ fn normalise(
                         "events",
                         "enum",
                         json!({
-                            "message": "Value not found in enumerated list of values: * or device.<registered|refreshed|unregistered|expired|auth_failed|rejected|offline|online…>",
+                            "message": "Value not found in enumerated list of values: * or device.<registered|refreshed|unregistered|expired|auth_failed|rejected|offline|online…> or security.<banned|unbanned>",
                             "value": name,
                         }),
                     );
@@ -709,6 +707,8 @@ mod tests {
         assert!(known_event("device.registered"));
         assert!(known_event("device.auth_failed"));
         assert!(!known_event("device.bogus"));
+        assert!(known_event("security.banned"));
+        assert!(!known_event("device.banned"));
         assert!(!known_event("registered"));
         assert_eq!(event_name(EventKind::Online), "device.online");
     }

@@ -11,6 +11,14 @@ fn registrar(config: RegistrarConfig) -> Registrar {
     Registrar::new(config, [42; 32], 300, 1024, 1)
 }
 
+/// The defaults without expires jitter, so the expiries the tests check are exact.
+fn exact() -> RegistrarConfig {
+    RegistrarConfig {
+        expires_jitter_percent: 0,
+        ..RegistrarConfig::default()
+    }
+}
+
 fn device() -> Device {
     Device {
         id: "d1".into(),
@@ -170,7 +178,7 @@ fn events(changes: &[Change]) -> Vec<EventKind> {
 
 #[test]
 fn inspect_selects_realm_and_user_and_checks_the_request_uri() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let request = Request::new();
     let text = request.text();
     let inspected = registrar.inspect(&parse(&text), local).expect("accepted");
@@ -203,7 +211,7 @@ fn inspect_selects_realm_and_user_and_checks_the_request_uri() {
 
 #[test]
 fn no_credentials_means_a_challenge_for_each_algorithm() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let outcome = auth(&registrar, &Request::new().text(), &device(), NOW);
     assert_eq!(
         outcome,
@@ -222,7 +230,7 @@ fn no_credentials_means_a_challenge_for_each_algorithm() {
 
 #[test]
 fn md5_and_sha256_credentials_authenticate() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
         let mut request = Request::new();
         let uri = request.request_uri.clone();
@@ -239,7 +247,7 @@ fn md5_and_sha256_credentials_authenticate() {
 
 #[test]
 fn precomputed_ha1_gives_the_same_verdict() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let cache = Ha1Cache::new("alice", REALM, "secret");
     let mut request = Request::new();
     let uri = request.request_uri.clone();
@@ -261,7 +269,7 @@ fn precomputed_ha1_gives_the_same_verdict() {
 
 #[test]
 fn wrong_password_is_a_failure_and_a_new_challenge() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials(
@@ -283,7 +291,7 @@ fn wrong_password_is_a_failure_and_a_new_challenge() {
 
 #[test]
 fn old_nonce_with_right_password_is_stale_not_a_failure() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials(
@@ -305,7 +313,7 @@ fn old_nonce_with_right_password_is_stale_not_a_failure() {
 
 #[test]
 fn nonce_counts_cannot_be_replayed() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials(
@@ -333,7 +341,7 @@ fn nonce_counts_cannot_be_replayed() {
 
 #[test]
 fn digest_uri_must_name_the_request_uri() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.authorization = Some(credentials(
         &registrar,
@@ -354,7 +362,7 @@ fn digest_uri_must_name_the_request_uri() {
 
 #[test]
 fn forged_nonce_and_foreign_user_are_refused() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     let uri = request.request_uri.clone();
     request.authorization = Some(credentials_for(
@@ -387,22 +395,60 @@ fn forged_nonce_and_foreign_user_are_refused() {
         &uri,
         "00000001",
     ));
-    assert!(matches!(
+    // Answered as a wrong password is (a 403 would tell a scanner that alice exists).
+    assert_eq!(
         auth(&registrar, &request.text(), &device(), NOW),
         AuthOutcome::Refused {
-            refusal: Refusal::Forbidden(_),
-            ..
+            refusal: Refusal::Challenge { stale: false },
+            failure: Some("credentials of another user"),
         }
-    ));
+    );
 }
 
 #[test]
 fn disabled_and_ip_devices() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut disabled = device();
     disabled.enabled = false;
+    // No credentials: challenged like anyone, so a scanner cannot tell it exists.
     assert_eq!(
         auth(&registrar, &Request::new().text(), &disabled, NOW),
+        AuthOutcome::Refused {
+            refusal: Refusal::Challenge { stale: false },
+            failure: None
+        }
+    );
+    // A wrong password: a wrong password's answer.
+    let (_, challenges) = registrar.challenges(REALM, false, NOW);
+    let nonce = nonce_of(&challenges[0]);
+    let uri = format!("sip:{REALM}");
+    let mut request = Request::new();
+    request.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "wrong",
+        &uri,
+        "00000001",
+    ));
+    assert_eq!(
+        auth(&registrar, &request.text(), &disabled, NOW),
+        AuthOutcome::Refused {
+            refusal: Refusal::Challenge { stale: false },
+            failure: Some("wrong password")
+        }
+    );
+    // Only the right password learns that the device is disabled.
+    request.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "secret",
+        &uri,
+        "00000002",
+    ));
+    assert_eq!(
+        auth(&registrar, &request.text(), &disabled, NOW),
         AuthOutcome::Refused {
             refusal: Refusal::Disabled,
             failure: None
@@ -415,21 +461,116 @@ fn disabled_and_ip_devices() {
         auth(&registrar, &Request::new().text(), &by_ip, NOW),
         AuthOutcome::Authenticated
     );
+    // From another address: like an unknown user (challenged, then a failure).
     by_ip.sip.ip = Some("192.0.2.99".into());
-    assert!(matches!(
+    assert_eq!(
         auth(&registrar, &Request::new().text(), &by_ip, NOW),
         AuthOutcome::Refused {
-            refusal: Refusal::Forbidden(_),
-            ..
+            refusal: Refusal::Challenge { stale: false },
+            failure: None
         }
+    );
+    request.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "secret",
+        &uri,
+        "00000003",
     ));
+    assert_eq!(
+        auth(&registrar, &request.text(), &by_ip, NOW),
+        AuthOutcome::Refused {
+            refusal: Refusal::Challenge { stale: false },
+            failure: Some("source address not allowed")
+        }
+    );
+}
+
+fn nonce_of(challenge: &str) -> String {
+    challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce")
+        .to_owned()
+}
+
+#[test]
+fn an_unknown_user_is_answered_exactly_as_a_wrong_password() {
+    let registrar = registrar(exact());
+    let unknown = |text: &str| registrar.authenticate_unknown(&parse(text), REALM, NOW);
+    let known = |text: &str| auth(&registrar, text, &device(), NOW);
+    let (_, challenges) = registrar.challenges(REALM, false, NOW);
+    let nonce = nonce_of(&challenges[0]);
+    let uri = format!("sip:{REALM}");
+    let mut cases: Vec<(&str, Request)> = Vec::new();
+    cases.push(("no credentials", Request::new()));
+    let mut wrong = Request::new();
+    wrong.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "guess",
+        &uri,
+        "00000001",
+    ));
+    cases.push(("a guess", wrong));
+    let mut forged = Request::new();
+    forged.authorization = Some(credentials_for(
+        "forged",
+        Algorithm::Md5,
+        "alice",
+        "guess",
+        &uri,
+        "00000001",
+    ));
+    cases.push(("a forged nonce", forged));
+    let mut bad_uri = Request::new();
+    bad_uri.authorization = Some(credentials_for(
+        &nonce,
+        Algorithm::Md5,
+        "alice",
+        "guess",
+        "sip:elsewhere.example",
+        "00000001",
+    ));
+    cases.push(("a digest uri naming another target", bad_uri));
+    for (name, request) in cases {
+        let text = request.text();
+        let (known, unknown) = (known(&text), unknown(&text));
+        let refusal = |outcome: &AuthOutcome| match outcome {
+            AuthOutcome::Refused { refusal, failure } => (refusal.clone(), failure.is_some()),
+            AuthOutcome::Authenticated => panic!("{name}: authenticated"),
+        };
+        assert_eq!(refusal(&known), refusal(&unknown), "{name}");
+    }
+    // Even the password a decoy might be built from never authenticates an unknown user.
+    for password in ["", "secret", "decoy"] {
+        let mut request = Request::new();
+        request.authorization = Some(credentials_for(
+            &nonce,
+            Algorithm::Md5,
+            "alice",
+            password,
+            &uri,
+            "00000009",
+        ));
+        assert!(matches!(
+            unknown(&request.text()),
+            AuthOutcome::Refused {
+                failure: Some("unknown user"),
+                ..
+            }
+        ));
+    }
 }
 
 #[test]
 fn proxy_style_challenges_use_407_headers() {
     let registrar = registrar(RegistrarConfig {
         challenge: ChallengeStyle::Proxy,
-        ..RegistrarConfig::default()
+        ..exact()
     });
     let (name, _) = registrar.challenges(REALM, false, NOW);
     assert_eq!(name, "Proxy-Authenticate");
@@ -443,7 +584,7 @@ fn proxy_style_challenges_use_407_headers() {
 
 #[test]
 fn a_new_contact_is_bound_with_its_expires() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let registration = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     assert_eq!(registration.bindings.len(), 1);
     let binding = &registration.bindings[0];
@@ -456,8 +597,35 @@ fn a_new_contact_is_bound_with_its_expires() {
 }
 
 #[test]
-fn expires_rules() {
+fn expires_jitter_spreads_granted_expiries_below_the_request_never_below_the_minimum() {
     let registrar = registrar(RegistrarConfig::default());
+    assert_eq!(registrar.config().expires_jitter_percent, 10);
+    let mut granted = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        let now = NOW + i * 1_000;
+        let registration = apply(&registrar, &Request::new(), &device(), &[], now).expect("bound");
+        let secs = (registration.bindings[0].expires_at_ms - now) / 1000;
+        assert!((3240..=3600).contains(&secs), "{secs}");
+        granted.insert(secs);
+    }
+    // 200 phones registering together refresh over many distinct moments, not one.
+    assert!(granted.len() > 100, "{}", granted.len());
+    // At the minimum there is nothing to take off.
+    let mut request = Request::new();
+    request.expires = Some("60".into());
+    let registration = apply(&registrar, &request, &device(), &[], NOW).expect("bound");
+    assert_eq!(registration.bindings[0].expires_at_ms, NOW + 60_000);
+    // Just above it, never below it.
+    request.expires = Some("61".into());
+    for i in 0..50 {
+        let registration = apply(&registrar, &request, &device(), &[], NOW + i).expect("bound");
+        assert!(registration.bindings[0].expires_at_ms - (NOW + i) >= 60_000);
+    }
+}
+
+#[test]
+fn expires_rules() {
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.expires = Some("30".into());
     assert_eq!(
@@ -490,7 +658,7 @@ fn expires_rules() {
 
 #[test]
 fn refresh_unregister_and_retransmission() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     let mut refresh = Request::new();
     refresh.cseq = 2;
@@ -537,7 +705,7 @@ fn refresh_unregister_and_retransmission() {
 
 #[test]
 fn refreshing_an_offline_binding_brings_it_online() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     assert!(first.bindings[0].reachable);
     let mut offline = first.bindings.clone();
@@ -579,7 +747,7 @@ fn refreshing_an_offline_binding_brings_it_online() {
 fn star_removes_everything_and_needs_expires_zero() {
     let registrar = registrar(RegistrarConfig {
         max_contacts: 3,
-        ..RegistrarConfig::default()
+        ..exact()
     });
     let mut two = Request::new();
     two.contacts = vec![
@@ -608,7 +776,7 @@ fn star_removes_everything_and_needs_expires_zero() {
 
 #[test]
 fn a_query_lists_without_changing() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let bound = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     let mut query = Request::new();
     query.cseq = 2;
@@ -620,7 +788,7 @@ fn a_query_lists_without_changing() {
 
 #[test]
 fn max_contacts_replaces_the_oldest_binding() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     // The phone rebooted: new Call-ID, new port.
     let mut rebooted = Request::new();
@@ -644,7 +812,7 @@ fn max_contacts_replaces_the_oldest_binding() {
 
 #[test]
 fn instance_id_keys_the_binding() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.contacts =
         vec!["<sip:alice@192.0.2.10:5062>;+sip.instance=\"<urn:uuid:1234>\";reg-id=1".into()];
@@ -664,7 +832,7 @@ fn instance_id_keys_the_binding() {
 fn lapsed_bindings_are_expired_when_touched() {
     let registrar = registrar(RegistrarConfig {
         max_contacts: 2,
-        ..RegistrarConfig::default()
+        ..exact()
     });
     let first = apply(&registrar, &Request::new(), &device(), &[], NOW).expect("bound");
     let mut other = Request::new();
@@ -681,7 +849,7 @@ fn lapsed_bindings_are_expired_when_touched() {
 
 #[test]
 fn bad_contacts_change_nothing() {
-    let registrar = registrar(RegistrarConfig::default());
+    let registrar = registrar(exact());
     let mut request = Request::new();
     request.contacts = vec![
         "<sip:alice@192.0.2.10:5062>".into(),
@@ -696,4 +864,25 @@ fn bad_contacts_change_nothing() {
         apply(&registrar, &request, &device(), &[], NOW),
         Err(Refusal::BadRequest(_))
     ));
+}
+
+#[test]
+fn an_out_of_order_request_is_refused_even_when_an_earlier_contact_evicts_the_binding() {
+    // Found by tests/properties.rs: with max_contacts 1 the first contact of the request
+    // evicted the binding the CSeq check was about, and the old request overwrote it.
+    let registrar = registrar(exact());
+    let mut first = Request::new();
+    first.cseq = 7;
+    first.contacts = vec!["<sip:alice@192.0.2.13:5062>".into()];
+    let bound = apply(&registrar, &first, &device(), &[], NOW).expect("bound");
+    let mut stale = Request::new();
+    stale.cseq = 1;
+    stale.contacts = vec![
+        "<sip:alice@192.0.2.10:5062>".into(),
+        "<sip:alice@192.0.2.13:5062>".into(),
+    ];
+    assert_eq!(
+        apply(&registrar, &stale, &device(), &bound.bindings, NOW),
+        Err(Refusal::OutOfOrder)
+    );
 }

@@ -39,6 +39,27 @@ pub fn sipp_available() -> bool {
     found
 }
 
+/// Whether sipvicious (`svwar`, `svcrack`) is installed; REQUIRE_SIPVICIOUS=1 makes it
+/// mandatory (`apt-get install sipvicious`).
+pub fn sipvicious_available() -> bool {
+    let found = ["svwar", "svcrack"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    });
+    if !found {
+        assert!(
+            !std::env::var("REQUIRE_SIPVICIOUS").is_ok_and(|v| v == "1"),
+            "sipvicious is required (apt-get install sipvicious) but not found"
+        );
+        eprintln!("SKIPPED: sipvicious not installed (apt-get install sipvicious)");
+    }
+    found
+}
+
 /// A loopback port free for both UDP and TCP right now.
 pub fn free_port() -> u16 {
     for _ in 0..100 {
@@ -322,6 +343,19 @@ impl Switchboard {
         transport: &str,
         calls: usize,
     ) -> Result<(), String> {
+        self.sipp_at("127.0.0.1", local_port, scenario, csv, transport, calls)
+    }
+
+    /// [`Switchboard::sipp_from`] from a chosen loopback address (127.0.0.x).
+    pub fn sipp_at(
+        &self,
+        local_ip: &str,
+        local_port: u16,
+        scenario: &str,
+        csv: &Path,
+        transport: &str,
+        calls: usize,
+    ) -> Result<(), String> {
         let scenario_path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/sipp/{scenario}.xml"));
         let output = Command::new("timeout")
@@ -331,7 +365,7 @@ impl Switchboard {
             .arg(&scenario_path)
             .arg("-inf")
             .arg(csv)
-            .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
+            .args(["-i", local_ip, "-p", &local_port.to_string()])
             .args(["-t", transport, "-m", &calls.to_string(), "-r", "50"])
             .args(["-timeout", "20s", "-timeout_error", "-nostdin"])
             .arg("-trace_err")
