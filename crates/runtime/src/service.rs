@@ -166,6 +166,10 @@ pub struct OverloadConfig {
     /// TCP connections one address may hold open (0: unbounded); allow-listed addresses are
     /// exempt.
     pub max_connections_per_ip: usize,
+    /// How long a stream connection nobody registered over may stay silent before it is
+    /// closed (scanners and half-open clients must not pin descriptors). A connection that
+    /// carries a registration lives as long as its client keeps it.
+    pub idle_unregistered_secs: u32,
 }
 
 impl Default for OverloadConfig {
@@ -174,6 +178,7 @@ impl Default for OverloadConfig {
             max_in_flight: 2048,
             retry_after_secs: 5,
             max_connections_per_ip: 64,
+            idle_unregistered_secs: 60,
         }
     }
 }
@@ -275,6 +280,11 @@ impl SipService {
         self.defence = Mutex::new(Defence::new(defence));
         self.guard.config = overload;
         self
+    }
+
+    /// See [`OverloadConfig::idle_unregistered_secs`].
+    pub fn idle_unregistered(&self) -> Duration {
+        Duration::from_secs(u64::from(self.guard.config.idle_unregistered_secs))
     }
 
     pub fn transactions(&self) -> &Transactions {

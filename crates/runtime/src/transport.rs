@@ -120,6 +120,16 @@ impl Outbound {
         }
     }
 
+    /// Whether a device registered over connection `id` (such a connection lives as long as
+    /// the client keeps it; one that carries no registration is closed when idle).
+    pub fn carries_registrations(&self, id: u64) -> bool {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .is_some_and(|flow| !flow.devices.is_empty())
+    }
+
     /// Whether connection `id` is open.
     pub fn has_connection(&self, id: u64) -> bool {
         self.connection(id).is_some()
@@ -358,9 +368,25 @@ pub(crate) async fn serve_stream<R, W>(
             debug!(%source, %transport, "message too large on stream; closing");
             break;
         }
+        // A connection nobody registered over may sit idle only so long (scanners and
+        // half-open clients must not pin file descriptors); one that carries bindings lives
+        // as long as its client keeps it (its keepalives and refreshes are the client's).
+        let idle_limit = if service.outbound().carries_registrations(connection_id) {
+            None
+        } else {
+            Some(service.idle_unregistered())
+        };
         let read = tokio::select! {
             read = reader.read(&mut chunk) => read,
             _ = shutdown.changed() => break,
+            () = idle(idle_limit) => {
+                // A REGISTER read before the wait may have completed meanwhile.
+                if service.outbound().carries_registrations(connection_id) {
+                    continue;
+                }
+                debug!(%source, %transport, "idle connection without registrations; closing");
+                break;
+            }
         };
         match read {
             Ok(0) | Err(_) => break,
@@ -372,6 +398,14 @@ pub(crate) async fn serve_stream<R, W>(
     let _ = writer_task.await;
     // Bindings that lived on this connection are unreachable now (RFC 5626 flow failure).
     service.connection_closed(connection_id, &devices).await;
+}
+
+/// Sleeps for `limit`, or forever without one.
+async fn idle(limit: Option<std::time::Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A fresh connection id (unique for the life of the process, never 0).

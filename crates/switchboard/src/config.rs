@@ -81,6 +81,8 @@ pub struct SecuritySection {
     pub overload_retry_after: Option<u32>,
     /// TCP connections one address may hold open (default 64; 0 = unbounded).
     pub max_connections_per_ip: Option<usize>,
+    /// Seconds a stream connection nobody registered over may stay silent (default 60).
+    pub idle_connection_timeout: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -322,6 +324,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "SWITCHBOARD_SECURITY_MAX_CONNECTIONS_PER_IP",
         "security.max_connections_per_ip",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_IDLE_CONNECTION_TIMEOUT",
+        "security.idle_connection_timeout",
         Kind::Integer,
     ),
     (
@@ -860,6 +867,12 @@ fn overload_config(section: &SecuritySection) -> anyhow::Result<OverloadConfig> 
     if !(1..=3600).contains(&retry_after_secs) {
         bail!("security.overload_retry_after must lie between 1 and 3600 seconds");
     }
+    let idle_unregistered_secs = section
+        .idle_connection_timeout
+        .unwrap_or(defaults.idle_unregistered_secs);
+    if !(1..=86_400).contains(&idle_unregistered_secs) {
+        bail!("security.idle_connection_timeout must lie between 1 and 86400 seconds");
+    }
     Ok(OverloadConfig {
         max_in_flight: section
             .max_registers_in_flight
@@ -868,6 +881,7 @@ fn overload_config(section: &SecuritySection) -> anyhow::Result<OverloadConfig> 
         max_connections_per_ip: section
             .max_connections_per_ip
             .unwrap_or(defaults.max_connections_per_ip),
+        idle_unregistered_secs,
     })
 }
 

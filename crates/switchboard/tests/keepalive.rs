@@ -311,3 +311,42 @@ fn a_tcp_phone_whose_connection_closes_is_offline_at_once() {
     assert_eq!(online[0].reason.as_deref(), Some("re-registered"));
     assert_eq!(events(&board, &device_id, EventKind::Offline).len(), 1);
 }
+
+#[test]
+fn an_idle_connection_without_registrations_is_closed_and_a_registered_one_is_kept() {
+    let mut board = Switchboard::prepare(&[
+        ("SWITCHBOARD_SECURITY_IDLE_CONNECTION_TIMEOUT", "1"),
+        ("SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL", "300"),
+    ]);
+    let device_id = ip_device(&board, "tcpdesk");
+    board.start();
+
+    // Silent and unregistered: closed after about a second.
+    let mut idle = TcpStream::connect(("127.0.0.1", board.sip_port)).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let opened = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = idle.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err() && opened.elapsed() < Duration::from_secs(5),
+        "{read:?}"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900) && opened.elapsed() < Duration::from_secs(4),
+        "closed after {:?}",
+        opened.elapsed()
+    );
+
+    // Registered over its connection: still served well past the idle limit.
+    let mut registered = register_over_tcp(&board, "idle-tcp-1");
+    std::thread::sleep(Duration::from_millis(2500));
+    registered.write_all(b"\r\n\r\n").expect("ping");
+    registered
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut pong = [0u8; 2];
+    registered.read_exact(&mut pong).expect("pong");
+    assert_eq!(&pong, b"\r\n");
+    assert!(events(&board, &device_id, EventKind::Offline).is_empty());
+}
