@@ -206,15 +206,23 @@ pub async fn serve_tls(
                 continue;
             }
         };
+        // A banned address, or one over its connection cap, is closed at once (as on TCP).
+        let Some(slot) = service.admit_connection(source.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_tls_connection(
+        let connection = serve_tls_connection(
             stream,
             source,
             acceptor.clone(),
             service.clone(),
             tracker.clone(),
             shutdown.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            let _slot = slot;
+            connection.await;
+        });
     }
 }
 

@@ -401,7 +401,7 @@ pub(crate) async fn serve_stream<R, W>(
 }
 
 /// Sleeps for `limit`, or forever without one.
-async fn idle(limit: Option<std::time::Duration>) {
+pub(crate) async fn idle(limit: Option<std::time::Duration>) {
     match limit {
         Some(limit) => tokio::time::sleep(limit).await,
         None => std::future::pending().await,

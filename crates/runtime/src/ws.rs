@@ -58,15 +58,23 @@ pub async fn serve_ws(
                 continue;
             }
         };
+        // A banned address, or one over its connection cap, is closed at once (as on TCP).
+        let Some(slot) = service.admit_connection(source.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_ws_connection(
+        let connection = serve_ws_connection(
             stream,
             source,
             tls.clone(),
             service.clone(),
             tracker.clone(),
             shutdown.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            let _slot = slot;
+            connection.await;
+        });
     }
 }
 
@@ -156,7 +164,9 @@ async fn serve_websocket<S>(
         .max_frame_size(Some(switchboard_sip::MAX_MESSAGE_SIZE));
     let upgrade =
         tokio_tungstenite::accept_hdr_async_with_config(stream, choose_subprotocol, Some(config));
-    let mut socket = match tokio::time::timeout(UPGRADE_TIMEOUT, upgrade).await {
+    // Nobody registered over a connection still upgrading: the idle limit bounds it too.
+    let upgrade_timeout = UPGRADE_TIMEOUT.min(service.idle_unregistered());
+    let mut socket = match tokio::time::timeout(upgrade_timeout, upgrade).await {
         Ok(Ok(socket)) => socket,
         Ok(Err(error)) => {
             debug!(%source, %transport, %error, "websocket upgrade failed");
@@ -177,7 +187,17 @@ async fn serve_websocket<S>(
         connection_id: Some(connection_id),
     };
     loop {
+        // As on every stream: silent and carrying no registration → closed.
+        let idle_limit = (!service.outbound().carries_registrations(connection_id))
+            .then(|| service.idle_unregistered());
         tokio::select! {
+            () = crate::transport::idle(idle_limit) => {
+                if service.outbound().carries_registrations(connection_id) {
+                    continue;
+                }
+                debug!(%source, %transport, "idle websocket without registrations; closing");
+                break;
+            }
             frame = socket.next() => {
                 let data = match frame {
                     Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),

@@ -319,3 +319,40 @@ fn an_upgrade_without_the_sip_subprotocol_is_refused_with_400() {
         "{accepted}"
     );
 }
+
+#[test]
+fn websocket_connections_obey_the_per_address_cap_and_the_idle_limit() {
+    let mut board = Switchboard::prepare(&[
+        ("SWITCHBOARD_SECURITY_MAX_CONNECTIONS_PER_IP", "2"),
+        ("SWITCHBOARD_SECURITY_IDLE_CONNECTION_TIMEOUT", "1"),
+    ]);
+    let port = common::free_port();
+    board.start_with(&["--sip-listen".to_owned(), format!("ws:127.0.0.1:{port}")]);
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream
+    };
+    // Two connections are held; the third from the same address is closed at once.
+    let (mut first, _second) = (connect(), connect());
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = connect();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    assert!(matches!(third.read(&mut byte), Ok(0) | Err(_)));
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // The held ones never upgrade nor register: closed after the idle limit.
+    let started = Instant::now();
+    assert!(matches!(first.read(&mut byte), Ok(0) | Err(_)));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
