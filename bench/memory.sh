@@ -22,7 +22,7 @@ SWITCHBOARD_STORAGE_SYNCHRONOUS=normal "$BIN" device import --data-dir "$DIR/dat
 # Let the import age past the directory refresh look-back (10 s), as a real directory would
 # be: otherwise its tail is re-read once at start and that garbage pads the baseline.
 sleep 12
-env -u SWITCHBOARD_SHARED_DIR SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL=0 SWITCHBOARD_LOG=warn \
+env -u SWITCHBOARD_SHARED_DIR SWITCHBOARD_SECURITY_ALLOW=127.0.0.0/8 SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL=0 SWITCHBOARD_LOG=warn \
   "$BIN" serve --data-dir "$DIR/data" --sip-listen "udp:127.0.0.1:$PORT" \
   --http-listen 127.0.0.1:0 > "$DIR/server.log" 2>&1 &
 PID=$!

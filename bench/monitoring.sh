@@ -36,7 +36,7 @@ python3 "$ROOT/bench/seed_history.py" "$DIR/data/switchboard.db" "$ACCOUNT" 30
 "$KIT/sipp/mkcsv.sh" "$N" "$DIR/sipp.csv"
 
 start() { # $1 = keepalive interval
-  env -u SWITCHBOARD_SHARED_DIR SWITCHBOARD_LOG=warn SWITCHBOARD_API_RATE_LIMIT=false \
+  env -u SWITCHBOARD_SHARED_DIR SWITCHBOARD_SECURITY_ALLOW=127.0.0.0/8 SWITCHBOARD_LOG=warn SWITCHBOARD_API_RATE_LIMIT=false \
     SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL="$1" \
     "$BIN" serve --data-dir "$DIR/data" --sip-listen "udp:127.0.0.1:$PORT" \
     --http-listen "127.0.0.1:$HTTP" >> "$DIR/server.log" 2>&1 &

@@ -112,7 +112,7 @@ def main():
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     data, sip, http_port = tempfile.mkdtemp(prefix="sb-offline-"), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.update(SWITCHBOARD_BOOTSTRAP_API_KEY=KEY, SWITCHBOARD_LOG="warn", SWITCHBOARD_API_RATE_LIMIT="false",
+    env.update(SWITCHBOARD_BOOTSTRAP_API_KEY=KEY, SWITCHBOARD_SECURITY_ALLOW="127.0.0.0/8", SWITCHBOARD_LOG="warn", SWITCHBOARD_API_RATE_LIMIT="false",
                SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL=str(args.interval),
                SWITCHBOARD_REGISTRAR_KEEPALIVE_FAILURES=str(args.failures),
                SWITCHBOARD_REGISTRAR_KEEPALIVE_TIMEOUT_MS=str(args.timeout_ms))

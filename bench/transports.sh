@@ -40,7 +40,7 @@ env -u SWITCHBOARD_SHARED_DIR SWITCHBOARD_STORAGE_SYNCHRONOUS=normal "$BIN" devi
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
 
 run() { # $1 = tls | wss, $2 = port
-  env -u SWITCHBOARD_SHARED_DIR SWITCHBOARD_LOG=warn SWITCHBOARD_API_RATE_LIMIT=false \
+  env -u SWITCHBOARD_SHARED_DIR SWITCHBOARD_SECURITY_ALLOW=127.0.0.0/8 SWITCHBOARD_LOG=warn SWITCHBOARD_API_RATE_LIMIT=false \
     SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL=0 SWITCHBOARD_STORAGE_SYNCHRONOUS=normal \
     "$BIN" serve --data-dir "$DIR/data" --sip-listen "$1:127.0.0.1:$2" \
     --tls-cert "$DIR/server.crt" --tls-key "$DIR/server.key" \
