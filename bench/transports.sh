@@ -10,7 +10,7 @@
 #
 # usage: bench/transports.sh [N=10000] [SECONDS=20]
 # Needs openssl, python3 and release builds:
-#   cargo build --release -p switchboard --example stream_load
+#   cargo build --release -p switchboard --bins --example stream_load
 # 127.0.0.1 only; every wait is bounded.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,7 +20,7 @@ PROFILE="${SB_PROFILE:-release}"   # SB_PROFILE=debug: a smoke run on debug buil
 BIN="$ROOT/target/$PROFILE/switchboard"
 LOAD="$ROOT/target/$PROFILE/examples/stream_load"
 [[ -x "$BIN" && -x "$LOAD" ]] || {
-  echo "build first: cargo build --release -p switchboard --example stream_load" >&2; exit 1; }
+  echo "build first: cargo build --release -p switchboard --bins --example stream_load" >&2; exit 1; }
 [[ "$(ulimit -n)" == unlimited || "$(ulimit -n)" -gt $(( N + 512 )) ]] || ulimit -n $(( N + 1024 ))
 DIR="$(mktemp -d /tmp/sb-transports.XXXXXX)"
 cleanup() {

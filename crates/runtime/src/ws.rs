@@ -159,7 +159,12 @@ async fn serve_websocket<S>(
         local,
         transport,
     } = peer;
+    // SIP messages are small and a registrar holds many idle sockets: tungstenite's 128 KiB
+    // default read buffer per socket would dominate memory (166 KB per WSS connection
+    // measured with it); the buffer still grows for a large frame.
     let config = WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some(switchboard_sip::MAX_MESSAGE_SIZE))
         .max_frame_size(Some(switchboard_sip::MAX_MESSAGE_SIZE));
     let upgrade =
