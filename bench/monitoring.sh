@@ -54,7 +54,9 @@ HZ=$(getconf CLK_TCK)
 start 30
 ( cd "$DIR" && timeout $(( N / RATE + 120 )) sipp -sf "$KIT/sipp/reg_auth.xml" -inf "$DIR/sipp.csv" \
     -i 127.0.0.1 -p "$PHONES" -r "$RATE" -m "$N" -l "$RATE" -nostdin -timeout "$(( N / RATE + 60 ))s" \
-    -buff_size 8388608 "127.0.0.1:$PORT" > /dev/null 2>&1 ) || { echo "sipp failed" >&2; exit 1; }
+    -buff_size 8388608 -trace_err -error_file "$DIR/sipp-errors.log" "127.0.0.1:$PORT" \
+    > "$DIR/sipp.out" 2>&1 ) || {
+  echo "sipp failed:" >&2; tail -n 20 "$DIR/sipp.out" "$DIR/sipp-errors.log" "$DIR/server.log" >&2; exit 1; }
 python3 "$ROOT/bench/options_responder.py" --port "$PHONES" --count-file "$DIR/answered" \
   --seconds $(( WINDOW * 3 + 300 )) &
 RESPONDER=$!
