@@ -8,7 +8,7 @@
 #   switchboard       Switchboard (durable: 200 only after the SQLite commit): --find-max
 #   latency           Switchboard wire latency (pcap) at fixed rates (LATENCY_RATES)
 #   mem100k           Switchboard RSS per binding with 100,000 registered users
-# Environment: USERS (10000), RATES ("1000 2000 5000 10000 20000"), REPEAT (1), DURATION (10),
+# Environment: SB_BIN (this tree's release build), USERS (10000), RATES ("1000 2000 5000 10000 20000"), REPEAT (1), DURATION (10),
 #   LATENCY_RATES ("1000 5000"), SB_PORT (5080), ANCHOR_RUN (/tmp/sb-bench), SB_SYNCHRONOUS (full).
 # Only 127.0.0.1 is ever a target. Every sipp run is bounded by bench.sh (-timeout, timeout).
 set -euo pipefail
@@ -33,9 +33,16 @@ need() {
   command -v dumpcap >/dev/null || { log "installing tshark (dumpcap for --pcap)"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
 }
 
-SB_BIN="$ROOT/target/release/switchboard"
+# SB_BIN: run another build (e.g. an older commit's, as a baseline in the same run); then
+# nothing is built here.
+SB_BIN="${SB_BIN:-}"
 SB_PID=""
-sb_build() { (cd "$ROOT" && cargo build --release -q -p switchboard); }
+if [[ -n "$SB_BIN" ]]; then
+  sb_build() { :; }
+else
+  SB_BIN="$ROOT/target/release/switchboard"
+  sb_build() { (cd "$ROOT" && cargo build --release -q -p switchboard --bins); }
+fi
 sb_start() {  # sb_start USERS
   local users="$1" data="$ANCHOR_RUN/sb-data-$1"
   if [[ ! -s "$data/ready-$users" ]]; then
@@ -50,7 +57,10 @@ sb_start() {  # sb_start USERS
   # OPTIONS it does not expect.
   # The load generator is one address sending thousands of requests a second: exempt
   # loopback from the per-address rate limit and connection cap.
-  SWITCHBOARD_SECURITY_ALLOW=127.0.0.0/8 SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL=0 SWITCHBOARD_STORAGE_SYNCHRONOUS="$SB_SYNCHRONOUS" SWITCHBOARD_LOG=warn,switchboard=info "$SB_BIN" serve --data-dir "$data" \
+  # Builds older than the [security] section refuse its variable, so it is set only if known.
+  local allow=()
+  grep -q SWITCHBOARD_SECURITY_ALLOW "$SB_BIN" && allow=(SWITCHBOARD_SECURITY_ALLOW=127.0.0.0/8)
+  env "${allow[@]}" SWITCHBOARD_REGISTRAR_KEEPALIVE_INTERVAL=0 SWITCHBOARD_STORAGE_SYNCHRONOUS="$SB_SYNCHRONOUS" SWITCHBOARD_LOG=warn,switchboard=info "$SB_BIN" serve --data-dir "$data" \
     --sip-listen "udp:127.0.0.1:$SB_PORT" --sip-listen "tcp:127.0.0.1:$SB_PORT" \
     --http-listen 127.0.0.1:0 > "$ANCHOR_RUN/switchboard.log" 2>&1 &
   SB_PID=$!
