@@ -154,13 +154,18 @@ pub struct SipService {
     pub stats: Stats,
 }
 
-/// The global overload guard: REGISTERs handled at once (most of them waiting for their
-/// commit) are bounded; beyond it a REGISTER is answered `503` at once instead of queueing, so
-/// the ones admitted keep their latency and a storm drains instead of melting down.
+/// The global overload guard. A REGISTER that changes bindings spends almost all its time
+/// waiting for its group commit, so that wait is the registrar's queue: while even the
+/// fastest commit wait of a recent window was longer than `max_delay_ms` (a standing queue,
+/// not one slow commit), new REGISTERs are answered `503` at once instead of joining it. The ones admitted
+/// keep their latency, a storm drains instead of melting down, and nothing is shed while the
+/// registrar keeps up, however high the rate. `max_in_flight` is a hard bound on top (memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverloadConfig {
     /// REGISTERs in progress at most (0: unbounded).
     pub max_in_flight: usize,
+    /// The standing delay, in milliseconds, above which new REGISTERs are shed (0: never).
+    pub max_delay_ms: u32,
     /// The `Retry-After` of a shed REGISTER, seconds.
     pub retry_after_secs: u32,
     /// TCP connections one address may hold open (0: unbounded); allow-listed addresses are
@@ -175,7 +180,8 @@ pub struct OverloadConfig {
 impl Default for OverloadConfig {
     fn default() -> Self {
         OverloadConfig {
-            max_in_flight: 2048,
+            max_in_flight: 16_384,
+            max_delay_ms: 1_000,
             retry_after_secs: 5,
             max_connections_per_ip: 64,
             idle_unregistered_secs: 60,
@@ -208,29 +214,141 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Why the guard refused a REGISTER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shed {
+    /// The standing delay is above `max_delay_ms`.
+    Delay,
+    /// `max_in_flight` REGISTERs are in progress.
+    Bound,
+}
+
+/// The guard's state: lock-free, a few atomics touched once on entry and once on exit.
+///
+/// Time is cut into windows of a quarter of `max_delay_ms`. Each finished commit wait lowers
+/// the window's minimum; when a window closes, the guard sheds through the next one if commits
+/// are waiting and that minimum was above `max_delay_ms`, or if no commit finished for
+/// `max_delay_ms` while some were waiting (a stalled store). Challenges and refusals, answered without a commit, say
+/// nothing about the queue and are not measured.
 #[derive(Debug)]
 struct OverloadGuard {
     config: OverloadConfig,
+    epoch: std::time::Instant,
     in_flight: AtomicUsize,
+    /// REGISTERs waiting for their commit.
+    committing: AtomicUsize,
+    /// Start of the current window, ms since `epoch`.
+    window_start: AtomicU64,
+    /// The fastest commit wait finished in the current window, ms (`u64::MAX`: none yet).
+    window_min: AtomicU64,
+    /// Milliseconds in a row that ended no commit wait while some were waiting.
+    stalled: AtomicU64,
+    shedding: std::sync::atomic::AtomicBool,
 }
 
 /// One admitted REGISTER; dropping it frees its place.
-struct Permit<'a>(&'a AtomicUsize);
+struct Permit<'a>(&'a OverloadGuard);
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One REGISTER waiting for its commit; dropping it reports how long the wait was.
+struct CommitWait<'a> {
+    guard: &'a OverloadGuard,
+    started: u64,
+}
+
+impl Drop for CommitWait<'_> {
+    fn drop(&mut self) {
+        let took = self.guard.now().saturating_sub(self.started);
+        self.guard.window_min.fetch_min(took, Ordering::AcqRel);
+        self.guard.committing.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl OverloadGuard {
-    fn enter(&self) -> Option<Permit<'_>> {
-        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let permit = Permit(&self.in_flight);
-        if self.config.max_in_flight != 0 && before >= self.config.max_in_flight {
-            return None;
+    fn new(config: OverloadConfig) -> Self {
+        OverloadGuard {
+            config,
+            epoch: std::time::Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            committing: AtomicUsize::new(0),
+            window_start: AtomicU64::new(0),
+            window_min: AtomicU64::new(u64::MAX),
+            stalled: AtomicU64::new(0),
+            shedding: std::sync::atomic::AtomicBool::new(false),
         }
-        Some(permit)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn enter(&self) -> Result<Permit<'_>, Shed> {
+        self.enter_at(self.now())
+    }
+
+    fn enter_at(&self, now: u64) -> Result<Permit<'_>, Shed> {
+        if self.config.max_delay_ms != 0 {
+            self.roll(now);
+            if self.shedding.load(Ordering::Acquire) {
+                return Err(Shed::Delay);
+            }
+        }
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit(self);
+        if self.config.max_in_flight != 0 && before >= self.config.max_in_flight {
+            return Err(Shed::Bound);
+        }
+        Ok(permit)
+    }
+
+    /// Awaits a commit, measuring the wait (also when the caller gives up on it).
+    async fn measure<T>(&self, commit: impl Future<Output = T>) -> T {
+        let _wait = self.commit_wait_at(self.now());
+        commit.await
+    }
+
+    fn commit_wait_at(&self, now: u64) -> CommitWait<'_> {
+        self.committing.fetch_add(1, Ordering::AcqRel);
+        CommitWait {
+            guard: self,
+            started: now,
+        }
+    }
+
+    /// Closes the window if it is over and decides whether the next one sheds. One caller
+    /// wins the window; the others carry on at once.
+    fn roll(&self, now: u64) {
+        let window = u64::from(self.config.max_delay_ms / 4).max(1);
+        let start = self.window_start.load(Ordering::Acquire);
+        if now < start.saturating_add(window)
+            || self
+                .window_start
+                .compare_exchange(start, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let fastest = self.window_min.swap(u64::MAX, Ordering::AcqRel);
+        let target = u64::from(self.config.max_delay_ms);
+        // Nothing waiting now is no queue, whatever the last window saw (it may have closed
+        // long ago, when the load stopped).
+        let waiting = self.committing.load(Ordering::Acquire) > 0;
+        let shed = if fastest != u64::MAX {
+            self.stalled.store(0, Ordering::Release);
+            waiting && fastest > target
+        } else if waiting {
+            let stalled = self.stalled.fetch_add(now - start, Ordering::AcqRel) + (now - start);
+            stalled > target
+        } else {
+            self.stalled.store(0, Ordering::Release);
+            false
+        };
+        self.shedding.store(shed, Ordering::Release);
     }
 }
 
@@ -255,10 +373,7 @@ impl SipService {
     ) -> Self {
         SipService {
             defence: Mutex::new(Defence::new(DefenceConfig::default())),
-            guard: OverloadGuard {
-                config: OverloadConfig::default(),
-                in_flight: AtomicUsize::new(0),
-            },
+            guard: OverloadGuard::new(OverloadConfig::default()),
             connections: ConnectionCounts::default(),
             registrar,
             directory,
@@ -278,7 +393,7 @@ impl SipService {
     /// set).
     pub fn with_defences(mut self, defence: DefenceConfig, overload: OverloadConfig) -> Self {
         self.defence = Mutex::new(Defence::new(defence));
-        self.guard.config = overload;
+        self.guard = OverloadGuard::new(overload);
         self
     }
 
@@ -651,7 +766,7 @@ impl SipService {
         origin: Origin,
         destination: SocketAddr,
     ) -> Option<Outgoing> {
-        let Some(_permit) = self.guard.enter() else {
+        let Ok(_permit) = self.guard.enter() else {
             bump(&self.stats.overload_shed);
             let retry_after = self.guard.config.retry_after_secs.to_string();
             let bytes = self.simple_response(msg, &origin, 503, "Service Unavailable", |w| {
@@ -1075,7 +1190,7 @@ impl SipService {
                 bump(&self.stats.registered);
                 response
             }
-            Ok((response, Some(commit))) => match commit.await {
+            Ok((response, Some(commit))) => match self.guard.measure(commit).await {
                 Ok(_) => {
                     bump(&self.stats.registered);
                     response
@@ -1460,30 +1575,87 @@ mod tests {
 
     #[test]
     fn the_overload_guard_sheds_beyond_its_bound_and_frees_places_on_drop() {
-        let guard = OverloadGuard {
-            config: OverloadConfig {
-                max_in_flight: 2,
-                ..OverloadConfig::default()
-            },
-            in_flight: AtomicUsize::new(0),
-        };
+        let guard = OverloadGuard::new(OverloadConfig {
+            max_in_flight: 2,
+            max_delay_ms: 0,
+            ..OverloadConfig::default()
+        });
         let first = guard.enter().expect("first");
         let second = guard.enter().expect("second");
-        assert!(guard.enter().is_none(), "a third is shed");
-        assert!(guard.enter().is_none(), "and so is a fourth");
+        assert_eq!(guard.enter().err(), Some(Shed::Bound), "a third is shed");
+        assert!(guard.enter().is_err(), "and so is a fourth");
         drop(first);
         let third = guard.enter().expect("a place was freed");
         assert_eq!(guard.in_flight.load(Ordering::Acquire), 2);
         drop((second, third));
         assert_eq!(guard.in_flight.load(Ordering::Acquire), 0);
-        let unbounded = OverloadGuard {
-            config: OverloadConfig {
-                max_in_flight: 0,
-                ..OverloadConfig::default()
-            },
-            in_flight: AtomicUsize::new(0),
-        };
+        let unbounded = OverloadGuard::new(OverloadConfig {
+            max_in_flight: 0,
+            max_delay_ms: 0,
+            ..OverloadConfig::default()
+        });
         let held: Vec<_> = (0..10_000).map(|_| unbounded.enter()).collect();
-        assert!(held.iter().all(Option::is_some));
+        assert!(held.iter().all(Result::is_ok));
+    }
+
+    /// A commit wait that started at `started` and took `took` ms, as `Drop` reports it.
+    fn waited(guard: &OverloadGuard, started: u64, took: u64) {
+        let wait = guard.commit_wait_at(started);
+        std::mem::forget(wait);
+        guard.window_min.fetch_min(took, Ordering::AcqRel);
+        guard.committing.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    #[test]
+    fn the_overload_guard_sheds_on_a_standing_commit_delay_not_on_rate_or_one_slow_commit() {
+        let guard = OverloadGuard::new(OverloadConfig {
+            max_in_flight: 0,
+            max_delay_ms: 1000,
+            ..OverloadConfig::default()
+        });
+        // Many REGISTERs at once, each committed quickly: nothing is shed, whatever the count.
+        for now in (0..2000).step_by(10) {
+            let permits: Vec<_> = (0..50).map(|_| guard.enter_at(now)).collect();
+            assert!(permits.iter().all(Result::is_ok), "admitted at {now} ms");
+            for _ in &permits {
+                waited(&guard, now, 30);
+            }
+        }
+        // One slow commit among fast ones: the window's fastest is still fast.
+        assert!(guard.enter_at(2000).is_ok());
+        waited(&guard, 2000, 1500);
+        waited(&guard, 2010, 20);
+        assert!(guard.enter_at(2300).is_ok());
+        // A standing queue: every commit of a window waited over a second, and more wait.
+        // (Challenges, answered at once, are not measured and so do not hide it.)
+        waited(&guard, 2600, 1200);
+        waited(&guard, 2700, 1200);
+        let queued = guard.commit_wait_at(2700);
+        assert_eq!(guard.enter_at(2850).err(), Some(Shed::Delay), "shed");
+        assert_eq!(
+            guard.enter_at(2900).err(),
+            Some(Shed::Delay),
+            "for the window"
+        );
+        // The queue drains: the next window's commits are fast again, and REGISTERs admitted.
+        waited(&guard, 2900, 100);
+        assert!(guard.enter_at(3200).is_ok(), "admitted again");
+        // The same slow window with nothing left waiting is no queue: the load stopped.
+        waited(&guard, 3250, 1200);
+        drop(queued);
+        assert!(guard.enter_at(3500).is_ok(), "nothing waits");
+        // A stalled store: commits waiting and none finishing for over the target.
+        let stuck = guard.commit_wait_at(3600);
+        for now in [3800, 4100, 4400, 4700] {
+            guard.roll(now);
+        }
+        assert_eq!(guard.enter_at(5000).err(), Some(Shed::Delay), "stalled");
+        drop(stuck);
+        // Idle: nothing waiting and nothing finished is not a stall.
+        let idle = OverloadGuard::new(OverloadConfig::default());
+        for now in (0..5000).step_by(250) {
+            idle.roll(now);
+        }
+        assert!(idle.enter_at(5000).is_ok());
     }
 }

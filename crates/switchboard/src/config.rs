@@ -75,8 +75,11 @@ pub struct SecuritySection {
     pub allow: Option<Vec<String>>,
     /// Networks always refused.
     pub deny: Option<Vec<String>>,
-    /// REGISTERs in progress at most; beyond it 503 at once (default 2048; 0 = unbounded).
+    /// REGISTERs in progress at most; beyond it 503 at once (default 16384; 0 = unbounded).
     pub max_registers_in_flight: Option<usize>,
+    /// Milliseconds of standing REGISTER delay above which new REGISTERs get 503 at once
+    /// (default 1000; 0 = never).
+    pub max_register_delay_ms: Option<u32>,
     /// `Retry-After` of a REGISTER shed for overload, seconds (default 5).
     pub overload_retry_after: Option<u32>,
     /// TCP connections one address may hold open (default 64; 0 = unbounded).
@@ -314,6 +317,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "SWITCHBOARD_SECURITY_MAX_REGISTERS_IN_FLIGHT",
         "security.max_registers_in_flight",
+        Kind::Integer,
+    ),
+    (
+        "SWITCHBOARD_SECURITY_MAX_REGISTER_DELAY_MS",
+        "security.max_register_delay_ms",
         Kind::Integer,
     ),
     (
@@ -873,10 +881,17 @@ fn overload_config(section: &SecuritySection) -> anyhow::Result<OverloadConfig> 
     if !(1..=86_400).contains(&idle_unregistered_secs) {
         bail!("security.idle_connection_timeout must lie between 1 and 86400 seconds");
     }
+    let max_delay_ms = section
+        .max_register_delay_ms
+        .unwrap_or(defaults.max_delay_ms);
+    if max_delay_ms > 60_000 {
+        bail!("security.max_register_delay_ms must lie between 0 (never) and 60000");
+    }
     Ok(OverloadConfig {
         max_in_flight: section
             .max_registers_in_flight
             .unwrap_or(defaults.max_in_flight),
+        max_delay_ms,
         retry_after_secs,
         max_connections_per_ip: section
             .max_connections_per_ip

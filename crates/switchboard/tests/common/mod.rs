@@ -356,6 +356,23 @@ impl Switchboard {
         transport: &str,
         calls: usize,
     ) -> Result<(), String> {
+        self.sipp_run(local_ip, local_port, scenario, csv, transport, calls, 50)
+            .map(|_| ())
+    }
+
+    /// [`Switchboard::sipp_at`] at `rate` calls a second; on success, SIPp's standard output
+    /// (its final statistics).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sipp_run(
+        &self,
+        local_ip: &str,
+        local_port: u16,
+        scenario: &str,
+        csv: &Path,
+        transport: &str,
+        calls: usize,
+        rate: u32,
+    ) -> Result<String, String> {
         let scenario_path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/sipp/{scenario}.xml"));
         let output = Command::new("timeout")
@@ -366,7 +383,8 @@ impl Switchboard {
             .arg("-inf")
             .arg(csv)
             .args(["-i", local_ip, "-p", &local_port.to_string()])
-            .args(["-t", transport, "-m", &calls.to_string(), "-r", "50"])
+            .args(["-t", transport, "-m", &calls.to_string()])
+            .args(["-r", &rate.to_string()])
             .args(["-timeout", "20s", "-timeout_error", "-nostdin"])
             .arg("-trace_err")
             .arg("-error_file")
@@ -376,7 +394,7 @@ impl Switchboard {
             .output()
             .map_err(|e| format!("cannot run sipp: {e}"))?;
         if output.status.success() {
-            return Ok(());
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let errors =
             std::fs::read_to_string(self.dir.path().join(format!("{scenario}-errors.log")))
