@@ -4,9 +4,18 @@
 //! The store stays the truth. A miss is looked up in the store (a device created a moment ago
 //! by `switchboard device create` in another process registers at once), and a refresh task
 //! picks up devices modified elsewhere. HA1 values are computed once per device.
+//!
+//! Misses are where user enumeration would show: a name the cache lacks costs a store read
+//! that a known name does not. So the REGISTER path never waits for one on an unauthenticated
+//! request: [`DirectoryCache::miss`] starts (or joins) one background read per name and the
+//! request is answered from memory, like a wrong password; a read that finds nothing is
+//! remembered ([`ABSENT_TTL_MS`], forgotten as soon as the name is cached), so guesses repeat
+//! without store reads. An authenticated request waits for the read (a phone whose device was
+//! just created or changed must not be refused as a wrong password).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use switchboard_model::{Account, Device, UnixMillis};
 use switchboard_registrar::Ha1Cache;
@@ -38,10 +47,70 @@ struct Maps {
 /// How long a forgotten device's tombstone is kept: far longer than one store read.
 const FORGET_WINDOW_MS: UnixMillis = 60_000;
 
+/// How long a name the store did not have is answered from memory. A device created
+/// meanwhile by this process, or seen by the refresh, ends it at once.
+pub const ABSENT_TTL_MS: UnixMillis = 300_000;
+
+/// Names remembered as missing or being read, at most; beyond, further misses are answered
+/// from memory without a read until entries age out (an enumeration flood).
+const MAX_MISSES: usize = 65_536;
+
+/// A name the cache does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MissKey {
+    /// A realm (lower-case).
+    Realm(String),
+    /// An account id and a username (lower-case).
+    Device(String, String),
+}
+
+/// One background store read for a [`MissKey`].
+#[derive(Debug, Default)]
+pub struct PendingRead {
+    done: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl PendingRead {
+    /// Waits until the read is over (at once if it is).
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.done.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+
+    fn finish(&self) {
+        self.done.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+#[derive(Debug)]
+enum MissState {
+    Reading(Arc<PendingRead>),
+    Absent(UnixMillis),
+}
+
+/// What to do about a miss.
+#[derive(Debug)]
+pub enum Miss {
+    /// The store did not have it lately (or reads are saturated): it is unknown.
+    Absent,
+    /// A read is under way: wait for it, or answer without it.
+    Reading(Arc<PendingRead>),
+    /// Start the read (then call [`DirectoryCache::miss_done`]).
+    Read(Arc<PendingRead>),
+}
+
 /// See the module documentation.
 pub struct DirectoryCache {
     store: Arc<dyn Store>,
     maps: RwLock<Maps>,
+    misses: Mutex<HashMap<MissKey, MissState>>,
 }
 
 impl std::fmt::Debug for DirectoryCache {
@@ -55,11 +124,57 @@ impl DirectoryCache {
         DirectoryCache {
             store,
             maps: RwLock::new(Maps::default()),
+            misses: Mutex::default(),
+        }
+    }
+
+    /// Looks up (and registers) a miss at `now`; see [`Miss`].
+    pub fn miss(&self, key: &MissKey, now: UnixMillis) -> Miss {
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        match misses.get(key) {
+            Some(MissState::Absent(at)) if now - at < ABSENT_TTL_MS => return Miss::Absent,
+            Some(MissState::Reading(pending)) => return Miss::Reading(pending.clone()),
+            _ => {}
+        }
+        if misses.len() >= MAX_MISSES {
+            misses.retain(|_, state| match state {
+                MissState::Absent(at) => now - *at < ABSENT_TTL_MS,
+                MissState::Reading(_) => true,
+            });
+            if misses.len() >= MAX_MISSES {
+                return Miss::Absent;
+            }
+        }
+        let pending = Arc::new(PendingRead::default());
+        misses.insert(key.clone(), MissState::Reading(pending.clone()));
+        Miss::Read(pending)
+    }
+
+    /// The read for `key` is over: the store did not have it (`absent`: remembered), or it
+    /// did (now cached) or the read failed (the next miss reads again).
+    pub fn miss_done(&self, key: &MissKey, absent: bool, now: UnixMillis) {
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        let state = if absent {
+            misses.insert(key.clone(), MissState::Absent(now))
+        } else {
+            misses.remove(key)
+        };
+        if let Some(MissState::Reading(pending)) = state {
+            pending.finish();
+        }
+    }
+
+    /// A name is cached: it is no longer absent (a read under way finishes by itself).
+    fn known(&self, key: MissKey) {
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(MissState::Absent(_)) = misses.get(&key) {
+            misses.remove(&key);
         }
     }
 
     /// Loads every account and device (at start).
     pub fn load_all(&self) -> Result<usize, StoreError> {
+        let read_started = crate::clock::now_ms();
         let accounts = self.store.accounts()?;
         let mut count = 0;
         // Page through each account: holding 100,000 full device documents at once would
@@ -76,7 +191,7 @@ impl DirectoryCache {
                 let full = page.len() == PAGE;
                 after = page.last().map(|d| d.id.clone());
                 for device in page {
-                    self.put_device(device, account.clone());
+                    self.put_device(device, account.clone(), read_started);
                     count += 1;
                 }
                 if !full {
@@ -95,10 +210,18 @@ impl DirectoryCache {
         {
             maps.accounts.remove(&old_realm);
         }
-        maps.accounts.insert(realm, account);
+        maps.accounts.insert(realm.clone(), account);
+        drop(maps);
+        self.known(MissKey::Realm(realm));
     }
 
-    fn put_device(&self, mut device: Device, account: Arc<Account>) -> Arc<CachedDevice> {
+    /// Caches `device`, read from the store by a read that started at `read_started`.
+    fn put_device(
+        &self,
+        mut device: Device,
+        account: Arc<Account>,
+        read_started: UnixMillis,
+    ) -> Arc<CachedDevice> {
         // The registrar needs the typed fields only; the whole document stays in the store.
         device.document = serde_json::Value::Null;
         let ha1 = match (&device.sip.username, &device.sip.password) {
@@ -122,7 +245,9 @@ impl DirectoryCache {
         });
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         if let Some(&forgotten_at) = maps.forgotten.get(&id) {
-            if cached.device.modified_ms <= forgotten_at {
+            // A read that started before the forget may have seen the copy before the
+            // change; one that started after it saw the change (it was committed first).
+            if read_started <= forgotten_at {
                 return cached;
             }
             maps.forgotten.remove(&id);
@@ -132,12 +257,15 @@ impl DirectoryCache {
         {
             maps.devices.remove(&old_key);
         }
-        maps.devices.insert(key, cached.clone());
+        maps.devices.insert(key.clone(), cached.clone());
+        drop(maps);
+        self.known(MissKey::Device(key.0, key.1));
         cached
     }
 
-    /// Forgets a device (deleted, or changed by the API): its next REGISTER reads the store,
-    /// and a copy read before now (by a refresh in flight) is not cached again.
+    /// Forgets a device (deleted, or changed by the API, after the change is committed): its
+    /// next REGISTER reads the store, and a copy from a read that started before now (a
+    /// refresh in flight) is not cached again.
     pub fn remove_device(&self, device_id: &str) {
         let now = crate::clock::now_ms();
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
@@ -199,8 +327,9 @@ impl DirectoryCache {
         account: &Arc<Account>,
         username: &str,
     ) -> Result<Option<Arc<CachedDevice>>, StoreError> {
+        let read_started = crate::clock::now_ms();
         match self.store.device_by_username(&account.id, username)? {
-            Some(device) => Ok(Some(self.put_device(device, account.clone()))),
+            Some(device) => Ok(Some(self.put_device(device, account.clone(), read_started))),
             None => Ok(None),
         }
     }
@@ -209,6 +338,7 @@ impl DirectoryCache {
     /// process). Blocking. Returns the newest modification time seen.
     pub fn refresh(&self, since_ms: UnixMillis) -> Result<UnixMillis, StoreError> {
         let mut newest = since_ms;
+        let read_started = crate::clock::now_ms();
         for account in self.store.accounts()? {
             newest = newest.max(account.modified_ms);
             self.put_account(Arc::new(account));
@@ -232,7 +362,7 @@ impl DirectoryCache {
                     .cloned()
             };
             if let Some(account) = account {
-                self.put_device(device, account);
+                self.put_device(device, account, read_started);
             }
         }
         Ok(newest)
@@ -302,13 +432,14 @@ mod tests {
         let cache = DirectoryCache::new(store.clone());
         cache.load_all().expect("load");
         // The API disables the device after a refresh read the old copy...
+        let stale_read = crate::clock::now_ms();
         let stale = store.device(&device.id).expect("read").expect("found");
         device.enabled = false;
         device.modified_ms = crate::clock::now_ms();
         store.update_device(&device).expect("update");
         cache.remove_device(&device.id);
         let cached_account = cache.cached_account(&account.realm).expect("account");
-        cache.put_device(stale, cached_account.clone());
+        cache.put_device(stale, cached_account.clone(), stale_read);
         // ...so the stale copy is not served; the next lookup reads the store.
         assert!(cache.cached_device(&account.id, "carol").is_none());
         let found = cache
@@ -316,11 +447,62 @@ mod tests {
             .expect("read")
             .expect("found");
         assert!(!found.device.enabled);
-        // A copy written after the forget is cached as usual.
-        device.modified_ms = crate::clock::now_ms() + 10;
-        store.update_device(&device).expect("update");
+        // A read that started after the forget saw the change: it is cached (and the next
+        // REGISTER reads no store), although the change was written before the forget.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let found = cache
+            .load_device(&cached_account, "carol")
+            .expect("read")
+            .expect("found");
+        assert!(!found.device.enabled);
+        let cached = cache.cached_device(&account.id, "carol").expect("cached");
+        assert!(!cached.device.enabled);
+    }
+
+    #[tokio::test]
+    async fn a_miss_is_read_once_in_the_background_and_an_absent_name_is_remembered() {
+        let (_dir, store) = store();
+        let account = battery::account("misses");
+        store.create_account(&account).expect("account");
+        let cache = Arc::new(DirectoryCache::new(store.clone()));
+        cache.load_all().expect("load");
+        let key = MissKey::Device(account.id.clone(), "zelda".to_owned());
+        let now = crate::clock::now_ms();
+        let Miss::Read(pending) = cache.miss(&key, now) else {
+            panic!("the first miss reads");
+        };
+        // A second request for the name joins the read under way.
+        let Miss::Reading(joined) = cache.miss(&key, now) else {
+            panic!("joins");
+        };
+        let waiter = tokio::spawn(async move { joined.wait().await });
+        let found = cache
+            .load_device(&cache.cached_account(&account.realm).expect("a"), "zelda")
+            .expect("read")
+            .is_some();
+        assert!(!found);
+        cache.miss_done(&key, true, now);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter is woken")
+            .expect("join");
+        pending.wait().await;
+        // Answered from memory for a while, without reads.
+        assert!(matches!(cache.miss(&key, now + 1_000), Miss::Absent));
+        assert!(matches!(
+            cache.miss(&key, now + ABSENT_TTL_MS),
+            Miss::Read(_)
+        ));
+        cache.miss_done(&key, true, now + ABSENT_TTL_MS);
+        // The device appears (another process): the refresh caches it and ends the absence.
+        let device = battery::device(&account.id, "Zelda");
+        store.create_device(&device).expect("device");
         cache.refresh(0).expect("refresh");
-        assert!(cache.cached_device(&account.id, "carol").is_some());
+        assert!(cache.cached_device(&account.id, "zelda").is_some());
+        assert!(matches!(
+            cache.miss(&key, now + ABSENT_TTL_MS + 1),
+            Miss::Read(_)
+        ));
     }
 
     #[test]

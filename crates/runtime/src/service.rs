@@ -14,7 +14,7 @@ use switchboard_registrar::{
     AuthOutcome, Inspected, Origin, OutboundUse, Refusal, Registrar, outbound_use,
 };
 use switchboard_sip::{HeaderName, Message, Method, ResponseWriter};
-use switchboard_store::Store;
+use switchboard_store::{Store, StoreError};
 use tracing::{debug, warn};
 
 use crate::client::{
@@ -23,7 +23,7 @@ use crate::client::{
 };
 use crate::clock::now_ms;
 use crate::defence::{Admission, Ban, BanAction, Defence, DefenceConfig};
-use crate::directory::{CachedDevice, DirectoryCache};
+use crate::directory::{CachedDevice, DirectoryCache, Miss, MissKey};
 use crate::location::BindingTable;
 use crate::transaction::{Begin, Transactions};
 use crate::transport::{Outbound, SendError};
@@ -350,6 +350,16 @@ impl OverloadGuard {
         };
         self.shedding.store(shed, Ordering::Release);
     }
+}
+
+/// How a directory miss was resolved.
+enum MissOutcome<T> {
+    /// This call read the store and found it.
+    Found(T),
+    /// Another request's read is over: look in the cache again.
+    LookAgain,
+    /// Not in the store (lately), or not waited for.
+    Unknown,
 }
 
 impl std::fmt::Debug for SipService {
@@ -819,9 +829,16 @@ impl SipService {
             Ok(inspected) => inspected,
             Err(refusal) => return self.refuse(msg, origin, &refusal, None, now),
         };
-        let account = self.find_account(inspected.realm).await;
+        // Without credentials a miss is answered from memory (a name's absence must not cost
+        // more than a wrong password); with them, the store is read first.
+        let wait = msg.header(HeaderName::Authorization).is_some()
+            || msg.header(HeaderName::ProxyAuthorization).is_some();
+        let account = self.lookup_account(inspected.realm, wait).await;
         let device = match &account {
-            Some(account) => self.find_device_in(account.clone(), inspected.user).await,
+            Some(account) => {
+                self.lookup_device(account.clone(), inspected.user, wait)
+                    .await
+            }
             None => None,
         };
         let Some(cached) = device else {
@@ -1231,28 +1248,91 @@ impl SipService {
 
     /// The account whose realm is `realm` (the cache, the store on a miss).
     async fn find_account(&self, realm: &str) -> Option<Arc<Account>> {
-        if let Some(account) = self.directory.cached_account(realm) {
-            return Some(account);
-        }
-        let directory = self.directory.clone();
-        let realm = realm.to_ascii_lowercase();
-        tokio::task::spawn_blocking(move || directory.load_account(&realm))
-            .await
-            .ok()?
-            .ok()?
+        self.lookup_account(realm, true).await
     }
 
     /// The device of `account` whose SIP username is `user` (the cache, the store on a miss).
     async fn find_device_in(&self, account: Arc<Account>, user: &str) -> Option<Arc<CachedDevice>> {
+        self.lookup_device(account, user, true).await
+    }
+
+    /// [`Self::find_account`]; with `wait` false a miss is answered at once as unknown while
+    /// the store is read in the background (see [`crate::directory`]).
+    async fn lookup_account(&self, realm: &str, wait: bool) -> Option<Arc<Account>> {
+        if let Some(account) = self.directory.cached_account(realm) {
+            return Some(account);
+        }
+        let lower = realm.to_ascii_lowercase();
+        let directory = self.directory.clone();
+        let read = {
+            let lower = lower.clone();
+            move || directory.load_account(&lower)
+        };
+        match self.resolve_miss(MissKey::Realm(lower), wait, read).await {
+            MissOutcome::Found(account) => Some(account),
+            MissOutcome::LookAgain => self.directory.cached_account(realm),
+            MissOutcome::Unknown => None,
+        }
+    }
+
+    /// [`Self::find_device_in`], with `wait` as in [`Self::lookup_account`].
+    async fn lookup_device(
+        &self,
+        account: Arc<Account>,
+        user: &str,
+        wait: bool,
+    ) -> Option<Arc<CachedDevice>> {
         if let Some(device) = self.directory.cached_device(&account.id, user) {
             return Some(device);
         }
+        let key = MissKey::Device(account.id.clone(), user.to_ascii_lowercase());
         let directory = self.directory.clone();
-        let user = user.to_owned();
-        tokio::task::spawn_blocking(move || directory.load_device(&account, &user))
-            .await
-            .ok()?
-            .ok()?
+        let read = {
+            let (account, user) = (account.clone(), user.to_owned());
+            move || directory.load_device(&account, &user)
+        };
+        match self.resolve_miss(key, wait, read).await {
+            MissOutcome::Found(device) => Some(device),
+            MissOutcome::LookAgain => self.directory.cached_device(&account.id, user),
+            MissOutcome::Unknown => None,
+        }
+    }
+
+    /// A directory miss: the store is read once per name, in the background, and waited for
+    /// only if `wait`.
+    async fn resolve_miss<T: Send + 'static>(
+        &self,
+        key: MissKey,
+        wait: bool,
+        read: impl FnOnce() -> Result<Option<T>, StoreError> + Send + 'static,
+    ) -> MissOutcome<T> {
+        match self.directory.miss(&key, now_ms()) {
+            Miss::Absent => MissOutcome::Unknown,
+            Miss::Reading(pending) => {
+                if !wait {
+                    return MissOutcome::Unknown;
+                }
+                pending.wait().await;
+                MissOutcome::LookAgain
+            }
+            Miss::Read(_) => {
+                let directory = self.directory.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    let found = read();
+                    // A failed read proves nothing: the next miss reads again.
+                    let absent = matches!(found, Ok(None));
+                    directory.miss_done(&key, absent, now_ms());
+                    found
+                });
+                if !wait {
+                    return MissOutcome::Unknown;
+                }
+                match task.await {
+                    Ok(Ok(Some(found))) => MissOutcome::Found(found),
+                    _ => MissOutcome::Unknown,
+                }
+            }
+        }
     }
 
     /// Where a call to `user@realm` forks to (seed 002): the user of the account with that
