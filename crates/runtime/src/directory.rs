@@ -4,11 +4,18 @@
 //! The store stays the truth. A miss is looked up in the store (a device created a moment ago
 //! by `switchboard device create` in another process registers at once), and a refresh task
 //! picks up devices modified elsewhere. HA1 values are computed once per device.
+//!
+//! Each account's own allow/deny lists ([`AccessRules`]) are held here too, parsed once per
+//! revision: loaded at start, with an account read on a miss, re-read by every refresh, and
+//! put at once by the API after a write ([`DirectoryCache::put_access`]). A copy with a lower
+//! revision than the one held never replaces it, so the order in which a refresh and the API
+//! deliver them does not matter.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use switchboard_model::{Account, Device, UnixMillis};
+use switchboard_model::{AccessLists, AccessRefusal, AccessRules, Account, Device, UnixMillis};
 use switchboard_registrar::Ha1Cache;
 use switchboard_store::{Store, StoreError};
 
@@ -30,6 +37,8 @@ struct Maps {
     devices: HashMap<(String, String), Arc<CachedDevice>>,
     /// device id → its key in `devices`, to move a device whose username changed.
     device_keys: HashMap<String, (String, String)>,
+    /// account id → its own access lists, parsed (also when empty: the revision is kept).
+    access: HashMap<String, AccessRules>,
     /// device id → when it was forgotten. A copy modified no later than that was read before
     /// the forget (by a refresh or a miss racing the API's write) and is not cached again.
     forgotten: HashMap<String, UnixMillis>,
@@ -60,6 +69,7 @@ impl DirectoryCache {
 
     /// Loads every account and device (at start).
     pub fn load_all(&self) -> Result<usize, StoreError> {
+        self.load_access_lists()?;
         let accounts = self.store.accounts()?;
         let mut count = 0;
         // Page through each account: holding 100,000 full device documents at once would
@@ -96,6 +106,54 @@ impl DirectoryCache {
             maps.accounts.remove(&old_realm);
         }
         maps.accounts.insert(realm, account);
+    }
+
+    /// Holds `lists` as the account's access rules, unless a newer revision is held already.
+    pub fn put_access(&self, lists: &AccessLists) {
+        {
+            let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+            if maps
+                .access
+                .get(&lists.account_id)
+                .is_some_and(|held| held.revision >= lists.revision)
+            {
+                return;
+            }
+        }
+        // Parsed outside the lock; checked again under it (another writer may have been first).
+        let rules = AccessRules::from_lists(lists);
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        match maps.access.get(&lists.account_id) {
+            Some(held) if held.revision >= rules.revision => {}
+            _ => {
+                maps.access.insert(lists.account_id.clone(), rules);
+            }
+        }
+    }
+
+    /// Every account's access lists from the store (at start and on each refresh); only
+    /// changed revisions are parsed.
+    fn load_access_lists(&self) -> Result<(), StoreError> {
+        for lists in self.store.all_access_lists()? {
+            self.put_access(&lists);
+        }
+        Ok(())
+    }
+
+    /// Whether the account's own lists admit a request from `ip` (no lists: yes). In memory,
+    /// allocation-free; the read lock is held only for the match.
+    pub fn check_access(&self, account_id: &str, ip: IpAddr) -> Result<(), AccessRefusal> {
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        match maps.access.get(account_id) {
+            Some(rules) if !rules.is_empty() => rules.check(ip),
+            _ => Ok(()),
+        }
+    }
+
+    /// The account's access rules as held (for tests and diagnostics).
+    pub fn access_rules(&self, account_id: &str) -> Option<AccessRules> {
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        maps.access.get(account_id).cloned()
     }
 
     fn put_device(&self, mut device: Device, account: Arc<Account>) -> Arc<CachedDevice> {
@@ -185,6 +243,10 @@ impl DirectoryCache {
     pub fn load_account(&self, realm: &str) -> Result<Option<Arc<Account>>, StoreError> {
         match self.store.account_by_realm(realm)? {
             Some(account) => {
+                // Its lists first: the account must never be served without them.
+                if let Some(lists) = self.store.access_lists(&account.id)? {
+                    self.put_access(&lists);
+                }
                 let account = Arc::new(account);
                 self.put_account(account.clone());
                 Ok(Some(account))
@@ -206,8 +268,10 @@ impl DirectoryCache {
     }
 
     /// Picks up accounts and devices changed in the store since `since_ms` (by this or another
-    /// process). Blocking. Returns the newest modification time seen.
+    /// process), and every account's access lists. Blocking. Returns the newest modification
+    /// time seen.
     pub fn refresh(&self, since_ms: UnixMillis) -> Result<UnixMillis, StoreError> {
+        self.load_access_lists()?;
         let mut newest = since_ms;
         for account in self.store.accounts()? {
             newest = newest.max(account.modified_ms);
@@ -338,6 +402,59 @@ mod tests {
         assert!(
             Arc::ptr_eq(&before, &after),
             "an unchanged device is not rebuilt"
+        );
+    }
+
+    #[test]
+    fn access_lists_are_loaded_refreshed_and_never_replaced_by_an_older_copy() {
+        let (_dir, store) = store();
+        let account = battery::account("acl");
+        store.create_account(&account).expect("account");
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        let first = store
+            .set_access_lists(&account.id, &[], &["127.0.0.3".to_owned()], 1)
+            .expect("set");
+        let cache = DirectoryCache::new(store.clone());
+        cache.load_all().expect("load");
+        assert_eq!(
+            cache.check_access(&account.id, ip("127.0.0.3")),
+            Err(AccessRefusal::Denied)
+        );
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.2")), Ok(()));
+        assert_eq!(cache.check_access("no-such-account", ip("127.0.0.3")), Ok(()));
+
+        // Written elsewhere (another node, or the API of this one): a refresh picks it up.
+        let second = store
+            .set_access_lists(&account.id, &["127.0.0.2/32".to_owned()], &[], 2)
+            .expect("set");
+        cache.refresh(0).expect("refresh");
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.3")), Err(AccessRefusal::NotAllowed));
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.2")), Ok(()));
+        // A stale copy (read before the write by a refresh in flight) changes nothing.
+        cache.put_access(&first);
+        assert_eq!(cache.access_rules(&account.id).expect("held").revision, second.revision);
+        // Cleared: everyone is admitted again.
+        let cleared = store.set_access_lists(&account.id, &[], &[], 3).expect("clear");
+        cache.put_access(&cleared);
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.4")), Ok(()));
+        cache.put_access(&second);
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.4")), Ok(()));
+    }
+
+    #[test]
+    fn an_account_read_on_a_miss_comes_with_its_access_lists() {
+        let (_dir, store) = store();
+        let cache = DirectoryCache::new(store.clone());
+        cache.load_all().expect("load");
+        let account = battery::account("acl-miss");
+        store.create_account(&account).expect("account");
+        store
+            .set_access_lists(&account.id, &[], &["192.0.2.0/24".to_owned()], 1)
+            .expect("set");
+        cache.load_account(&account.realm).expect("read").expect("found");
+        assert_eq!(
+            cache.check_access(&account.id, "192.0.2.9".parse().expect("ip")),
+            Err(AccessRefusal::Denied)
         );
     }
 
