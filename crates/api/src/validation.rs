@@ -347,7 +347,8 @@ mod tests {
 
     #[test]
     fn access_list_bodies() {
-        let Value::Object(good) = json!({"allow": [" 10.0.0.0/8 ", "2001:db8::/32"], "deny": ["192.0.2.7"], "other": 1})
+        let Value::Object(good) =
+            json!({"allow": [" 10.0.0.0/8 ", "2001:db8::/32"], "deny": ["192.0.2.7"], "other": 1})
         else {
             panic!("object")
         };
@@ -359,14 +360,24 @@ mod tests {
         };
         assert_eq!(access_lists(&empty).expect("valid"), (vec![], vec![]));
 
-        let errors = access_list_errors(json!({"allow": ["10.0.0.0/8", "10.0.0.0/33", 7], "deny": "192.0.2.7"}));
+        let errors = access_list_errors(
+            json!({"allow": ["10.0.0.0/8", "10.0.0.0/33", 7], "deny": "192.0.2.7"}),
+        );
         assert!(errors.get("allow.0").is_none(), "{errors}");
-        assert_eq!(errors["allow.1"]["type"]["value"], "10.0.0.0/33", "{errors}");
+        assert_eq!(
+            errors["allow.1"]["type"]["value"], "10.0.0.0/33",
+            "{errors}"
+        );
         assert_eq!(errors["allow.2"]["type"]["target"], "string", "{errors}");
         assert_eq!(errors["deny"]["type"]["target"], "array", "{errors}");
-        let too_many: Vec<String> = (0..=MAX_ACCESS_LIST_ENTRIES).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
+        let too_many: Vec<String> = (0..=MAX_ACCESS_LIST_ENTRIES)
+            .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+            .collect();
         let errors = access_list_errors(json!({"deny": too_many}));
-        assert_eq!(errors["deny"]["maxItems"]["target"], MAX_ACCESS_LIST_ENTRIES, "{errors}");
+        assert_eq!(
+            errors["deny"]["maxItems"]["target"], MAX_ACCESS_LIST_ENTRIES,
+            "{errors}"
+        );
     }
 
     fn errors_of(document: Value) -> Value {

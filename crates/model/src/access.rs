@@ -242,7 +242,10 @@ mod tests {
         let rules = rules(&[], &["127.0.0.3", "192.0.2.0/24"]);
         assert_eq!(rules.check(ip("127.0.0.3")), Err(AccessRefusal::Denied));
         assert_eq!(rules.check(ip("192.0.2.77")), Err(AccessRefusal::Denied));
-        assert_eq!(rules.check(ip("::ffff:192.0.2.1")), Err(AccessRefusal::Denied));
+        assert_eq!(
+            rules.check(ip("::ffff:192.0.2.1")),
+            Err(AccessRefusal::Denied)
+        );
         assert_eq!(rules.check(ip("127.0.0.2")), Ok(()));
         assert_eq!(rules.check(ip("2001:db8::1")), Ok(()));
     }
@@ -253,7 +256,10 @@ mod tests {
         assert_eq!(rules.check(ip("127.0.0.2")), Ok(()));
         assert_eq!(rules.check(ip("2001:db8:1::5")), Ok(()));
         assert_eq!(rules.check(ip("127.0.0.4")), Err(AccessRefusal::NotAllowed));
-        assert_eq!(rules.check(ip("2001:db9::1")), Err(AccessRefusal::NotAllowed));
+        assert_eq!(
+            rules.check(ip("2001:db9::1")),
+            Err(AccessRefusal::NotAllowed)
+        );
     }
 
     #[test]

@@ -421,20 +421,31 @@ mod tests {
             Err(AccessRefusal::Denied)
         );
         assert_eq!(cache.check_access(&account.id, ip("127.0.0.2")), Ok(()));
-        assert_eq!(cache.check_access("no-such-account", ip("127.0.0.3")), Ok(()));
+        assert_eq!(
+            cache.check_access("no-such-account", ip("127.0.0.3")),
+            Ok(())
+        );
 
         // Written elsewhere (another node, or the API of this one): a refresh picks it up.
         let second = store
             .set_access_lists(&account.id, &["127.0.0.2/32".to_owned()], &[], 2)
             .expect("set");
         cache.refresh(0).expect("refresh");
-        assert_eq!(cache.check_access(&account.id, ip("127.0.0.3")), Err(AccessRefusal::NotAllowed));
+        assert_eq!(
+            cache.check_access(&account.id, ip("127.0.0.3")),
+            Err(AccessRefusal::NotAllowed)
+        );
         assert_eq!(cache.check_access(&account.id, ip("127.0.0.2")), Ok(()));
         // A stale copy (read before the write by a refresh in flight) changes nothing.
         cache.put_access(&first);
-        assert_eq!(cache.access_rules(&account.id).expect("held").revision, second.revision);
+        assert_eq!(
+            cache.access_rules(&account.id).expect("held").revision,
+            second.revision
+        );
         // Cleared: everyone is admitted again.
-        let cleared = store.set_access_lists(&account.id, &[], &[], 3).expect("clear");
+        let cleared = store
+            .set_access_lists(&account.id, &[], &[], 3)
+            .expect("clear");
         cache.put_access(&cleared);
         assert_eq!(cache.check_access(&account.id, ip("127.0.0.4")), Ok(()));
         cache.put_access(&second);
@@ -451,7 +462,10 @@ mod tests {
         store
             .set_access_lists(&account.id, &[], &["192.0.2.0/24".to_owned()], 1)
             .expect("set");
-        cache.load_account(&account.realm).expect("read").expect("found");
+        cache
+            .load_account(&account.realm)
+            .expect("read")
+            .expect("found");
         assert_eq!(
             cache.check_access(&account.id, "192.0.2.9".parse().expect("ip")),
             Err(AccessRefusal::Denied)

@@ -708,9 +708,7 @@ impl SipService {
         };
         let account = self.find_account(inspected.realm).await;
         if let Some(account) = &account
-            && let Err(refusal) = self
-                .directory
-                .check_access(&account.id, origin.source.ip())
+            && let Err(refusal) = self.directory.check_access(&account.id, origin.source.ip())
         {
             return self.refuse_by_account_lists(msg, &inspected, origin, account, refusal, now);
         }

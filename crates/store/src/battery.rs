@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_model::{
-    AccessLists, Account, Binding, Change, Device, DeviceSip, Event, EventKind, SipAuthMethod, Transport,
-    UnixMillis, User, new_id,
+    AccessLists, Account, Binding, Change, Device, DeviceSip, Event, EventKind, SipAuthMethod,
+    Transport, UnixMillis, User, new_id,
 };
 
 use crate::{
@@ -1356,7 +1356,10 @@ pub fn access_lists_round_trip(store: &dyn Store) {
         .filter(|lists| lists.account_id == owner.id || lists.account_id == other.id)
         .collect();
     assert_eq!(all.len(), 2);
-    assert!(all.windows(2).all(|pair| pair[0].account_id < pair[1].account_id));
+    assert!(
+        all.windows(2)
+            .all(|pair| pair[0].account_id < pair[1].account_id)
+    );
     assert_eq!(
         store.set_access_lists(&new_id(), &allow, &deny, 1),
         Err(StoreError::NotFound)

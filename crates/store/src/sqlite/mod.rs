@@ -20,7 +20,9 @@ use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
     params_from_iter,
 };
-use switchboard_model::{AccessLists, Account, Binding, Change, Device, DeviceOutcome, Event, UnixMillis, User};
+use switchboard_model::{
+    AccessLists, Account, Binding, Change, Device, DeviceOutcome, Event, UnixMillis, User,
+};
 use tokio::sync::oneshot;
 
 use crate::{

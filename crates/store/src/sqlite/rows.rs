@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Params, Row, params};
 use switchboard_model::{
-    AccessLists, Account, Binding, Device, DeviceOutcome, DeviceSip, Event, EventKind, SipAuthMethod, Transport,
-    User,
+    AccessLists, Account, Binding, Device, DeviceOutcome, DeviceSip, Event, EventKind,
+    SipAuthMethod, Transport, User,
 };
 
 use crate::{ApiKey, DeviceSummary};
