@@ -69,7 +69,7 @@ impl DirectoryCache {
 
     /// Loads every account and device (at start).
     pub fn load_all(&self) -> Result<usize, StoreError> {
-        self.load_access_lists()?;
+        self.load_access_lists(UnixMillis::MIN)?;
         let accounts = self.store.accounts()?;
         let mut count = 0;
         // Page through each account: holding 100,000 full device documents at once would
@@ -131,13 +131,15 @@ impl DirectoryCache {
         }
     }
 
-    /// Every account's access lists from the store (at start and on each refresh); only
-    /// changed revisions are parsed.
-    fn load_access_lists(&self) -> Result<(), StoreError> {
-        for lists in self.store.all_access_lists()? {
+    /// The access lists written since `since_ms` (all of them at start); only revisions newer
+    /// than the one held are parsed. Returns the newest modification time seen.
+    fn load_access_lists(&self, since_ms: UnixMillis) -> Result<UnixMillis, StoreError> {
+        let mut newest = since_ms;
+        for lists in self.store.access_lists_modified_since(since_ms)? {
+            newest = newest.max(lists.modified_ms);
             self.put_access(&lists);
         }
-        Ok(())
+        Ok(newest)
     }
 
     /// Whether the account's own lists admit a request from `ip` (no lists: yes). In memory,
@@ -268,11 +270,10 @@ impl DirectoryCache {
     }
 
     /// Picks up accounts and devices changed in the store since `since_ms` (by this or another
-    /// process), and every account's access lists. Blocking. Returns the newest modification
+    /// process), and the access lists written since then. Blocking. Returns the newest modification
     /// time seen.
     pub fn refresh(&self, since_ms: UnixMillis) -> Result<UnixMillis, StoreError> {
-        self.load_access_lists()?;
-        let mut newest = since_ms;
+        let mut newest = self.load_access_lists(since_ms)?;
         for account in self.store.accounts()? {
             newest = newest.max(account.modified_ms);
             self.put_account(Arc::new(account));

@@ -1350,7 +1350,7 @@ pub fn access_lists_round_trip(store: &dyn Store) {
         .set_access_lists(&other.id, &allow, &[], 3_000)
         .expect("other");
     let all: Vec<AccessLists> = store
-        .all_access_lists()
+        .access_lists_modified_since(UnixMillis::MIN)
         .expect("all")
         .into_iter()
         .filter(|lists| lists.account_id == owner.id || lists.account_id == other.id)
@@ -1359,6 +1359,15 @@ pub fn access_lists_round_trip(store: &dyn Store) {
     assert!(
         all.windows(2)
             .all(|pair| pair[0].account_id < pair[1].account_id)
+    );
+    let recent = store.access_lists_modified_since(3_000).expect("recent");
+    assert!(recent.iter().any(|lists| lists.account_id == owner.id));
+    assert!(
+        store
+            .access_lists_modified_since(3_001)
+            .expect("none newer")
+            .iter()
+            .all(|lists| lists.account_id != owner.id && lists.account_id != other.id)
     );
     assert_eq!(
         store.set_access_lists(&new_id(), &allow, &deny, 1),

@@ -285,8 +285,10 @@ pub trait Directory: Send + Sync {
         deny: &[String],
         now_ms: UnixMillis,
     ) -> Result<AccessLists>;
-    /// Every account's lists (cleared ones included, with empty lists), sorted by account id.
-    fn all_access_lists(&self) -> Result<Vec<AccessLists>>;
+    /// The lists of every account with `modified_ms >= since_ms` (cleared ones included, with
+    /// empty lists; inclusive like [`Directory::devices_modified_since`]), sorted by account
+    /// id. `UnixMillis::MIN` reads them all.
+    fn access_lists_modified_since(&self, since_ms: UnixMillis) -> Result<Vec<AccessLists>>;
     /// `NotFound` when the account does not exist; `Conflict("username")` when another user of
     /// the account has the same username (case-insensitive); `Conflict("id")` when the id is
     /// taken.

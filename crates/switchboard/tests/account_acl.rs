@@ -76,6 +76,14 @@ fn put_lists(board: &Switchboard, token: &str, account_id: &str, data: Value) ->
     board.api(token, "PUT", &lists_path(account_id), Some(&body))
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -360,7 +368,7 @@ fn lists_written_elsewhere_bite_within_the_refresh_and_global_lists_come_first()
                 &acme,
                 &["127.0.0.5".to_owned(), "127.0.0.2".to_owned()],
                 &["127.0.0.4".to_owned()],
-                1,
+                now_ms(),
             )
             .expect("write the lists");
         store.close();

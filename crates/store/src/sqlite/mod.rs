@@ -703,13 +703,13 @@ impl Directory for SqliteStore {
         })
     }
 
-    fn all_access_lists(&self) -> Result<Vec<AccessLists>> {
+    fn access_lists_modified_since(&self, since_ms: UnixMillis) -> Result<Vec<AccessLists>> {
         self.read(|connection| {
             let sql = format!(
-                "SELECT {} FROM account_access_lists ORDER BY account_id",
+                "SELECT {} FROM account_access_lists WHERE modified_ms >= ?1 ORDER BY account_id",
                 rows::ACCESS_LIST_COLUMNS
             );
-            rows::collect(connection, &sql, [], rows::access_lists)
+            rows::collect(connection, &sql, [since_ms], rows::access_lists)
         })
     }
 

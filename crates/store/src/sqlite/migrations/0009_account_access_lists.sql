@@ -9,3 +9,5 @@ CREATE TABLE account_access_lists (
     revision    INTEGER NOT NULL,
     modified_ms INTEGER NOT NULL
 );
+-- Directory refreshes read the lists written since their last look.
+CREATE INDEX account_access_lists_modified ON account_access_lists (modified_ms);
