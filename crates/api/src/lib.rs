@@ -48,7 +48,7 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter};
-use switchboard_model::Binding;
+use switchboard_model::{AccessLists, Binding};
 use switchboard_store::{Store, StoreError};
 
 pub use error::ApiError;
@@ -118,6 +118,12 @@ pub trait SipControl: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Vec<BindingNotify>> + Send + 'a>> {
         Box::pin(async { Vec::new() })
     }
+
+    /// An account's own access lists were written (already committed): the registrar holds
+    /// them from now on (a copy with a lower `revision` than one it holds is ignored).
+    /// Without a registrar, nothing to do; other nodes pick them up on their next directory
+    /// refresh.
+    fn access_lists_changed(&self, _lists: &AccessLists) {}
 
     /// The registrar's current bans (addresses, then slowed usernames). Without a
     /// registrar there are none.
@@ -466,6 +472,26 @@ pub(crate) fn routes() -> Vec<Route> {
             M::GET,
             "/accounts/{account_id}/security/events",
             security::events,
+        ),
+        route(
+            M::GET,
+            "/accounts/{account_id}/security/access_lists",
+            security::access_lists,
+        ),
+        route(
+            M::PUT,
+            "/accounts/{account_id}/security/access_lists",
+            security::set_access_lists,
+        ),
+        route(
+            M::POST,
+            "/accounts/{account_id}/security/access_lists",
+            security::replace_access_lists,
+        ),
+        route(
+            M::DELETE,
+            "/accounts/{account_id}/security/access_lists",
+            security::clear_access_lists,
         ),
         route(M::GET, "/security/bans", security::bans),
         route(M::DELETE, "/security/bans/{address}", security::lift),

@@ -136,6 +136,10 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         security::lift,
         security::counters,
         security::events,
+        security::access_lists,
+        security::set_access_lists,
+        security::replace_access_lists,
+        security::clear_access_lists,
     ),
     components(schemas(
         SuccessEnvelope,
@@ -144,6 +148,7 @@ not JSON (415). Every client has a request budget (429 with `Retry-After`).",
         DocumentRequest,
         ApiAuthRequest,
         ApiKeyRequest,
+        AccessListsRequest,
         UserAuthRequest,
         NotifyBody,
         phones::PhoneList,
@@ -631,6 +636,27 @@ pub(crate) struct DocumentRequest {
     data: serde_json::Value,
     /// The token, when not in a header.
     auth_token: Option<String>,
+}
+
+/// `{"data": {"allow", "deny"}}`: an account's own SIP source-address lists.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct AccessListsRequest {
+    data: AccessListsData,
+    /// The token, when not in a header.
+    auth_token: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes the wire only")]
+pub(crate) struct AccessListsData {
+    /// Only these networks may register for the account (empty or absent: any address). At
+    /// most 256 entries, each an IPv4/IPv6 address or CIDR network.
+    #[schema(max_items = 256, example = json!(["10.0.0.0/8", "2001:db8::/32"]))]
+    allow: Option<Vec<String>>,
+    /// These networks may never register for the account; wins over `allow`. At most 256.
+    #[schema(max_items = 256, example = json!(["192.0.2.0/24"]))]
+    deny: Option<Vec<String>>,
 }
 
 /// `{"data": {"api_key"}}`.

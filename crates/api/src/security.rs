@@ -1,7 +1,9 @@
 //! The abuse defences' operator surface: the registrar's current bans and failure counters
 //! (`/security/…`, for the operator: a root account's credentials, i.e. an account without a
-//! parent), lifting a ban, and an account's own security history (its `auth_failed`,
-//! `banned` and `unbanned` events).
+//! parent), lifting a ban, an account's own security history (its `auth_failed`,
+//! `banned` and `unbanned` events), and an account's own SIP allow/deny lists
+//! (`/accounts/{id}/security/access_lists`, stored by the store, held by the registrar's
+//! directory cache and told of each write through [`crate::SipControl::access_lists_changed`]).
 //!
 //! The live state belongs to the registrar; it is read and changed through [`crate::SipControl`]
 //! (`security_bans`, `security_counters`, `lift_ban`), so this crate stays free of the
@@ -9,7 +11,7 @@
 
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use switchboard_model::EventKind;
+use switchboard_model::{AccessLists, EventKind};
 use switchboard_store::EventQuery;
 
 use crate::auth::{Caller, authorize, scope};
@@ -17,7 +19,7 @@ use crate::envelope::{Reply, rfc3339};
 use crate::monitoring::{bounded_number, event_payload};
 use crate::openapi;
 use crate::request::ApiRequest;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, validation};
 
 /// What a ban applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,9 +239,145 @@ pub(crate) async fn events(
     Ok(Reply::ok(Value::Array(list)).token(Some(caller.token)))
 }
 
+/// The lists as the API shows them: `{allow, deny}` (empty for an account that never set any).
+fn access_json(lists: Option<&AccessLists>) -> Value {
+    match lists {
+        Some(lists) => json!({ "allow": lists.allow, "deny": lists.deny }),
+        None => json!({ "allow": [], "deny": [] }),
+    }
+}
+
+/// Stores the account's lists (empty ones clear them), tells the registrar at once, and
+/// answers them as stored. The store commits before this returns.
+async fn store_access_lists(
+    state: &ApiState,
+    account_id: String,
+    allow: Vec<String>,
+    deny: Vec<String>,
+) -> Result<Value, ApiError> {
+    let now = crate::now_ms();
+    let stored = state
+        .blocking(move |store| store.set_access_lists(&account_id, &allow, &deny, now))
+        .await?;
+    state.sip().access_lists_changed(&stored);
+    tracing::info!(account_id = %stored.account_id, allow = stored.allow.len(),
+        deny = stored.deny.len(), revision = stored.revision, "account access lists written");
+    Ok(access_json(Some(&stored)))
+}
+
+/// `GET /accounts/{account_id}/security/access_lists`.
+#[utoipa::path(
+    get,
+    path = "/accounts/{account_id}/security/access_lists",
+    operation_id = "get_access_lists",
+    tag = "security",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "The account's own SIP source-address lists, `{allow, deny}` (CIDR networks or addresses, as stored; both empty when never set): a REGISTER for the account's realm from an address the deny list matches, or that a non-empty allow list does not match, is answered `403 Forbidden`", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn access_lists(
+    State(state): State<ApiState>,
+    Path(account_id): Path<String>,
+    request: ApiRequest,
+) -> Result<Reply, ApiError> {
+    let caller = authorize(&state, &request, scope::SECURITY_READ).await?;
+    let account = caller.reach(&state, &account_id).await?;
+    let lists = state
+        .blocking(move |store| store.access_lists(&account.id))
+        .await?;
+    Ok(Reply::ok(access_json(lists.as_ref())).token(Some(caller.token)))
+}
+
+/// `PUT` (or `POST`) `/accounts/{account_id}/security/access_lists`.
+#[utoipa::path(
+    put,
+    path = "/accounts/{account_id}/security/access_lists",
+    operation_id = "set_access_lists",
+    tag = "security",
+    params(openapi::AccountPath),
+    request_body = openapi::AccessListsRequest,
+    responses(
+        (status = 200, description = "The lists as stored, `{allow, deny}`: they replace the previous ones (a list left out is empty) and apply to the next REGISTER. 400 `validation error` names each bad entry (`allow.1`: `type`) or a list over 256 entries (`maxItems`).", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn set_access_lists(
+    State(state): State<ApiState>,
+    Path(account_id): Path<String>,
+    request: ApiRequest,
+) -> Result<Reply, ApiError> {
+    let caller = authorize(&state, &request, scope::SECURITY_WRITE).await?;
+    let account = caller.reach(&state, &account_id).await?;
+    let (allow, deny) = validation::access_lists(&request.data()?)?;
+    let data = store_access_lists(&state, account.id, allow, deny).await?;
+    Ok(Reply::ok(data).token(Some(caller.token)))
+}
+
+/// `POST /accounts/{account_id}/security/access_lists`: the same as `PUT`.
+#[utoipa::path(
+    post,
+    path = "/accounts/{account_id}/security/access_lists",
+    operation_id = "replace_access_lists",
+    tag = "security",
+    params(openapi::AccountPath),
+    request_body = openapi::AccessListsRequest,
+    responses(
+        (status = 200, description = "The same as `PUT`: the lists replaced, as stored", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn replace_access_lists(
+    state: State<ApiState>,
+    path: Path<String>,
+    request: ApiRequest,
+) -> Result<Reply, ApiError> {
+    set_access_lists(state, path, request).await
+}
+
+/// `DELETE /accounts/{account_id}/security/access_lists`.
+#[utoipa::path(
+    delete,
+    path = "/accounts/{account_id}/security/access_lists",
+    operation_id = "clear_access_lists",
+    tag = "security",
+    params(openapi::AccountPath),
+    responses(
+        (status = 200, description = "Both lists cleared (`{allow: [], deny: []}`): every address may register again (the global `[security]` lists still apply)", body = openapi::SuccessEnvelope),
+        openapi::AuthenticatedErrors,
+    ),
+)]
+pub(crate) async fn clear_access_lists(
+    State(state): State<ApiState>,
+    Path(account_id): Path<String>,
+    request: ApiRequest,
+) -> Result<Reply, ApiError> {
+    let caller = authorize(&state, &request, scope::SECURITY_WRITE).await?;
+    let account = caller.reach(&state, &account_id).await?;
+    let data = store_access_lists(&state, account.id, Vec::new(), Vec::new()).await?;
+    Ok(Reply::ok(data).token(Some(caller.token)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_lists_show_empty_lists_when_never_set() {
+        assert_eq!(access_json(None), json!({"allow": [], "deny": []}));
+        let lists = AccessLists {
+            account_id: "a".into(),
+            allow: vec!["10.0.0.0/8".into()],
+            deny: vec!["192.0.2.1".into()],
+            revision: 2,
+            modified_ms: 5,
+        };
+        assert_eq!(
+            access_json(Some(&lists)),
+            json!({"allow": ["10.0.0.0/8"], "deny": ["192.0.2.1"]})
+        );
+    }
 
     #[test]
     fn bans_name_their_subject_by_kind() {

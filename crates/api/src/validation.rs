@@ -220,6 +220,57 @@ pub(crate) fn api_key(
     errors.into_result().map(|()| (name, scopes))
 }
 
+/// Entries at most in each of an account's access lists.
+pub(crate) const MAX_ACCESS_LIST_ENTRIES: usize = 256;
+
+/// Validates an account's `{allow, deny}` access lists: each, when present, an array of at
+/// most [`MAX_ACCESS_LIST_ENTRIES`] strings, each an IPv4/IPv6 address or CIDR network
+/// (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`). A bad entry is reported at its index
+/// (`allow.1`). Returns the lists, entries trimmed; a missing or `null` list is empty.
+pub(crate) fn access_lists(
+    document: &Map<String, Value>,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let mut errors = ValidationErrors::default();
+    let mut list = |key: &str| -> Vec<String> {
+        let mut entries = Vec::new();
+        match document.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) if items.len() > MAX_ACCESS_LIST_ENTRIES => errors.push(
+                key,
+                "maxItems",
+                json!({
+                    "message": format!("The list is more than {MAX_ACCESS_LIST_ENTRIES} items"),
+                    "target": MAX_ACCESS_LIST_ENTRIES,
+                }),
+            ),
+            Some(Value::Array(items)) => {
+                for (index, item) in items.iter().enumerate() {
+                    let path = format!("{key}.{index}");
+                    match item.as_str() {
+                        Some(text) if text.parse::<switchboard_model::Cidr>().is_ok() => {
+                            entries.push(text.trim().to_owned());
+                        }
+                        Some(_) => errors.push(
+                            &path,
+                            "type",
+                            json!({
+                                "message": "Must be an IPv4 or IPv6 address or CIDR network",
+                                "value": item,
+                            }),
+                        ),
+                        None => errors.wrong_type(&path, "string", item),
+                    }
+                }
+            }
+            Some(other) => errors.wrong_type(key, "array", other),
+        }
+        entries
+    };
+    let allow = list("allow");
+    let deny = list("deny");
+    errors.into_result().map(|()| (allow, deny))
+}
+
 /// Validates a document against one of Kazoo's schemas (`users`, `user_auth`...), writing
 /// the schema's defaults in; every error at once.
 pub(crate) fn schema(name: &str, document: &mut Map<String, Value>) -> Result<(), ApiError> {
@@ -282,6 +333,51 @@ mod tests {
         assert!(errors.get("scopes.0").is_none(), "{errors}");
         assert_eq!(errors["scopes.1"]["enum"]["value"], "root", "{errors}");
         assert_eq!(errors["scopes.2"]["enum"]["value"], 3, "{errors}");
+    }
+
+    fn access_list_errors(document: Value) -> Value {
+        let Value::Object(document) = document else {
+            panic!("object")
+        };
+        match access_lists(&document) {
+            Err(ApiError::Validation(data)) => data,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn access_list_bodies() {
+        let Value::Object(good) =
+            json!({"allow": [" 10.0.0.0/8 ", "2001:db8::/32"], "deny": ["192.0.2.7"], "other": 1})
+        else {
+            panic!("object")
+        };
+        let (allow, deny) = access_lists(&good).expect("valid");
+        assert_eq!(allow, vec!["10.0.0.0/8", "2001:db8::/32"]);
+        assert_eq!(deny, vec!["192.0.2.7"]);
+        let Value::Object(empty) = json!({"deny": null}) else {
+            panic!("object")
+        };
+        assert_eq!(access_lists(&empty).expect("valid"), (vec![], vec![]));
+
+        let errors = access_list_errors(
+            json!({"allow": ["10.0.0.0/8", "10.0.0.0/33", 7], "deny": "192.0.2.7"}),
+        );
+        assert!(errors.get("allow.0").is_none(), "{errors}");
+        assert_eq!(
+            errors["allow.1"]["type"]["value"], "10.0.0.0/33",
+            "{errors}"
+        );
+        assert_eq!(errors["allow.2"]["type"]["target"], "string", "{errors}");
+        assert_eq!(errors["deny"]["type"]["target"], "array", "{errors}");
+        let too_many: Vec<String> = (0..=MAX_ACCESS_LIST_ENTRIES)
+            .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+            .collect();
+        let errors = access_list_errors(json!({"deny": too_many}));
+        assert_eq!(
+            errors["deny"]["maxItems"]["target"], MAX_ACCESS_LIST_ENTRIES,
+            "{errors}"
+        );
     }
 
     fn errors_of(document: Value) -> Value {

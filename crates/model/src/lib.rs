@@ -6,6 +6,7 @@
 //! of a device, and an [`Event`] is one entry of the append-only registration history.
 //! [`user_agent`] tells what kind of phone a User-Agent string names.
 
+pub mod access;
 pub mod location;
 pub mod user_agent;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 mod state;
 
+pub use access::{AccessLists, AccessRefusal, AccessRules, Cidr};
 pub use state::{DeviceFacts, DeviceOutcome, Liveness, RegistrationState, derive_state, state_of};
 
 /// Unix time in milliseconds.

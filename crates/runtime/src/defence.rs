@@ -18,10 +18,8 @@
 //!   table; the one tracked longest is forgotten first.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 /// What a banned or denied address gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,72 +31,7 @@ pub enum BanAction {
     Drop,
 }
 
-/// An IPv4 or IPv6 network, `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, canonical(ip)) {
-            (IpAddr::V4(network), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(network) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let network: IpAddr = address
-            .parse()
-            .map_err(|_| format!("'{text}' is not an address or CIDR network"))?;
-        let network = canonical(network);
-        let width = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(prefix) => prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= width)
-                .ok_or_else(|| format!("'{text}': prefix must be 0 to {width}"))?,
-            None => width,
-        };
-        Ok(Cidr { network, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
-
-/// An IPv4-mapped IPv6 address is the IPv4 address (a dual-stack socket reports them so).
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
+pub use switchboard_model::access::{Cidr, canonical};
 
 /// The policy's knobs; [`Default`] holds the documented defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -877,24 +810,5 @@ mod tests {
         assert_eq!(later.usernames.len(), 2);
         d.expire(70_000);
         assert_eq!(d.tracked().0, 0);
-    }
-
-    #[test]
-    fn cidrs_parse_and_match() {
-        let net: Cidr = "192.0.2.0/24".parse().expect("cidr");
-        assert!(net.contains(ip("192.0.2.255")));
-        assert!(!net.contains(ip("192.0.3.0")));
-        assert!(!net.contains(ip("2001:db8::1")));
-        let host: Cidr = "127.0.0.2".parse().expect("bare address");
-        assert!(host.contains(ip("127.0.0.2")));
-        assert!(!host.contains(ip("127.0.0.1")));
-        let v6: Cidr = "2001:db8::/32".parse().expect("cidr");
-        assert!(v6.contains(ip("2001:db8:ffff::1")));
-        let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
-        assert!(all.contains(ip("8.8.8.8")));
-        assert_eq!(v6.to_string(), "2001:db8::/32");
-        for bad in ["", "10.0.0.0/33", "::/129", "example.com", "10.0.0.0/x"] {
-            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
-        }
     }
 }

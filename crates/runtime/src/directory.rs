@@ -12,12 +12,19 @@
 //! remembered ([`ABSENT_TTL_MS`], forgotten as soon as the name is cached), so guesses repeat
 //! without store reads. An authenticated request waits for the read (a phone whose device was
 //! just created or changed must not be refused as a wrong password).
+//!
+//! Each account's own allow/deny lists ([`AccessRules`]) are held here too, parsed once per
+//! revision: loaded at start, with an account read on a miss, re-read by every refresh, and
+//! put at once by the API after a write ([`DirectoryCache::put_access`]). A copy with a lower
+//! revision than the one held never replaces it, so the order in which a refresh and the API
+//! deliver them does not matter.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use switchboard_model::{Account, Device, UnixMillis};
+use switchboard_model::{AccessLists, AccessRefusal, AccessRules, Account, Device, UnixMillis};
 use switchboard_registrar::Ha1Cache;
 use switchboard_store::{Store, StoreError};
 
@@ -39,6 +46,8 @@ struct Maps {
     devices: HashMap<(String, String), Arc<CachedDevice>>,
     /// device id → its key in `devices`, to move a device whose username changed.
     device_keys: HashMap<String, (String, String)>,
+    /// account id → its own access lists, parsed (also when empty: the revision is kept).
+    access: HashMap<String, AccessRules>,
     /// device id → when it was forgotten. A copy modified no later than that was read before
     /// the forget (by a refresh or a miss racing the API's write) and is not cached again.
     forgotten: HashMap<String, UnixMillis>,
@@ -175,6 +184,7 @@ impl DirectoryCache {
     /// Loads every account and device (at start).
     pub fn load_all(&self) -> Result<usize, StoreError> {
         let read_started = crate::clock::now_ms();
+        self.load_access_lists(UnixMillis::MIN)?;
         let accounts = self.store.accounts()?;
         let mut count = 0;
         // Page through each account: holding 100,000 full device documents at once would
@@ -213,6 +223,56 @@ impl DirectoryCache {
         maps.accounts.insert(realm.clone(), account);
         drop(maps);
         self.known(MissKey::Realm(realm));
+    }
+
+    /// Holds `lists` as the account's access rules, unless a newer revision is held already.
+    pub fn put_access(&self, lists: &AccessLists) {
+        {
+            let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+            if maps
+                .access
+                .get(&lists.account_id)
+                .is_some_and(|held| held.revision >= lists.revision)
+            {
+                return;
+            }
+        }
+        // Parsed outside the lock; checked again under it (another writer may have been first).
+        let rules = AccessRules::from_lists(lists);
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        match maps.access.get(&lists.account_id) {
+            Some(held) if held.revision >= rules.revision => {}
+            _ => {
+                maps.access.insert(lists.account_id.clone(), rules);
+            }
+        }
+    }
+
+    /// The access lists written since `since_ms` (all of them at start); only revisions newer
+    /// than the one held are parsed. Returns the newest modification time seen.
+    fn load_access_lists(&self, since_ms: UnixMillis) -> Result<UnixMillis, StoreError> {
+        let mut newest = since_ms;
+        for lists in self.store.access_lists_modified_since(since_ms)? {
+            newest = newest.max(lists.modified_ms);
+            self.put_access(&lists);
+        }
+        Ok(newest)
+    }
+
+    /// Whether the account's own lists admit a request from `ip` (no lists: yes). In memory,
+    /// allocation-free; the read lock is held only for the match.
+    pub fn check_access(&self, account_id: &str, ip: IpAddr) -> Result<(), AccessRefusal> {
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        match maps.access.get(account_id) {
+            Some(rules) if !rules.is_empty() => rules.check(ip),
+            _ => Ok(()),
+        }
+    }
+
+    /// The account's access rules as held (for tests and diagnostics).
+    pub fn access_rules(&self, account_id: &str) -> Option<AccessRules> {
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        maps.access.get(account_id).cloned()
     }
 
     /// Caches `device`, read from the store by a read that started at `read_started`.
@@ -313,6 +373,10 @@ impl DirectoryCache {
     pub fn load_account(&self, realm: &str) -> Result<Option<Arc<Account>>, StoreError> {
         match self.store.account_by_realm(realm)? {
             Some(account) => {
+                // Its lists first: the account must never be served without them.
+                if let Some(lists) = self.store.access_lists(&account.id)? {
+                    self.put_access(&lists);
+                }
                 let account = Arc::new(account);
                 self.put_account(account.clone());
                 Ok(Some(account))
@@ -335,10 +399,11 @@ impl DirectoryCache {
     }
 
     /// Picks up accounts and devices changed in the store since `since_ms` (by this or another
-    /// process). Blocking. Returns the newest modification time seen.
+    /// process), and the access lists written since then. Blocking. Returns the newest modification
+    /// time seen.
     pub fn refresh(&self, since_ms: UnixMillis) -> Result<UnixMillis, StoreError> {
-        let mut newest = since_ms;
         let read_started = crate::clock::now_ms();
+        let mut newest = self.load_access_lists(since_ms)?;
         for account in self.store.accounts()? {
             newest = newest.max(account.modified_ms);
             self.put_account(Arc::new(account));
@@ -520,6 +585,73 @@ mod tests {
         assert!(
             Arc::ptr_eq(&before, &after),
             "an unchanged device is not rebuilt"
+        );
+    }
+
+    #[test]
+    fn access_lists_are_loaded_refreshed_and_never_replaced_by_an_older_copy() {
+        let (_dir, store) = store();
+        let account = battery::account("acl");
+        store.create_account(&account).expect("account");
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        let first = store
+            .set_access_lists(&account.id, &[], &["127.0.0.3".to_owned()], 1)
+            .expect("set");
+        let cache = DirectoryCache::new(store.clone());
+        cache.load_all().expect("load");
+        assert_eq!(
+            cache.check_access(&account.id, ip("127.0.0.3")),
+            Err(AccessRefusal::Denied)
+        );
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.2")), Ok(()));
+        assert_eq!(
+            cache.check_access("no-such-account", ip("127.0.0.3")),
+            Ok(())
+        );
+
+        // Written elsewhere (another node, or the API of this one): a refresh picks it up.
+        let second = store
+            .set_access_lists(&account.id, &["127.0.0.2/32".to_owned()], &[], 2)
+            .expect("set");
+        cache.refresh(0).expect("refresh");
+        assert_eq!(
+            cache.check_access(&account.id, ip("127.0.0.3")),
+            Err(AccessRefusal::NotAllowed)
+        );
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.2")), Ok(()));
+        // A stale copy (read before the write by a refresh in flight) changes nothing.
+        cache.put_access(&first);
+        assert_eq!(
+            cache.access_rules(&account.id).expect("held").revision,
+            second.revision
+        );
+        // Cleared: everyone is admitted again.
+        let cleared = store
+            .set_access_lists(&account.id, &[], &[], 3)
+            .expect("clear");
+        cache.put_access(&cleared);
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.4")), Ok(()));
+        cache.put_access(&second);
+        assert_eq!(cache.check_access(&account.id, ip("127.0.0.4")), Ok(()));
+    }
+
+    #[test]
+    fn an_account_read_on_a_miss_comes_with_its_access_lists() {
+        let (_dir, store) = store();
+        let cache = DirectoryCache::new(store.clone());
+        cache.load_all().expect("load");
+        let account = battery::account("acl-miss");
+        store.create_account(&account).expect("account");
+        store
+            .set_access_lists(&account.id, &[], &["192.0.2.0/24".to_owned()], 1)
+            .expect("set");
+        cache
+            .load_account(&account.realm)
+            .expect("read")
+            .expect("found");
+        assert_eq!(
+            cache.check_access(&account.id, "192.0.2.9".parse().expect("ip")),
+            Err(AccessRefusal::Denied)
         );
     }
 

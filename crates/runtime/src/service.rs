@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use switchboard_model::{Account, Binding, Change, Event, EventKind, Transport};
+use switchboard_model::{AccessRefusal, Account, Binding, Change, Event, EventKind, Transport};
 use switchboard_registrar::date::http_date;
 use switchboard_registrar::{
     AuthOutcome, Inspected, Origin, OutboundUse, Refusal, Registrar, outbound_use,
@@ -71,6 +71,8 @@ pub struct Stats {
     pub connections_refused: AtomicU64,
     /// Correct credentials refused because the username is slowed and the address failed.
     pub slowed: AtomicU64,
+    /// REGISTERs refused (403) by their account's own allow/deny lists.
+    pub account_acl_refused: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -834,6 +836,11 @@ impl SipService {
         let wait = msg.header(HeaderName::Authorization).is_some()
             || msg.header(HeaderName::ProxyAuthorization).is_some();
         let account = self.lookup_account(inspected.realm, wait).await;
+        if let Some(account) = &account
+            && let Err(refusal) = self.directory.check_access(&account.id, origin.source.ip())
+        {
+            return self.refuse_by_account_lists(msg, &inspected, origin, account, refusal, now);
+        }
         let device = match &account {
             Some(account) => {
                 self.lookup_device(account.clone(), inspected.user, wait)
@@ -900,6 +907,44 @@ impl SipService {
             return self.refuse(msg, origin, &Refusal::FirstHopLacksOutbound, None, now);
         }
         self.bind(msg, &inspected, origin, &cached, now).await
+    }
+
+    /// A REGISTER from an address the account's own lists refuse: `403 Forbidden` before any
+    /// device lookup or digest work (so it learns nothing about the account's users), counted,
+    /// and recorded as a `rejected` event of the account. The event names no device: the
+    /// request is not authenticated, and it must not change a device's state.
+    fn refuse_by_account_lists(
+        &self,
+        msg: &Message<'_>,
+        inspected: &Inspected<'_>,
+        origin: &Origin,
+        account: &Account,
+        refusal: AccessRefusal,
+        now: i64,
+    ) -> Vec<u8> {
+        bump(&self.stats.account_acl_refused);
+        let user: String = inspected
+            .user
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        debug!(source = %origin.source, account_id = %account.id, %user,
+            reason = refusal.as_str(), "refused by the account's access lists");
+        self.record(Event {
+            id: 0,
+            at_ms: now,
+            kind: EventKind::Rejected,
+            account_id: account.id.clone(),
+            device_id: None,
+            binding_key: None,
+            contact: None,
+            address: Some(origin.source.to_string()),
+            transport: Some(origin.transport),
+            user_agent: user_agent_of(msg),
+            reason: Some(format!("{} (user {user})", refusal.as_str())),
+        });
+        self.simple_response(msg, origin, 403, "Forbidden", |_| {})
     }
 
     /// A REGISTER for a user the realm does not have (or a realm no account has): answered

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use switchboard_model::{
-    Account, Binding, Change, Device, DeviceSip, Event, EventKind, SipAuthMethod, Transport,
-    UnixMillis, User, new_id,
+    AccessLists, Account, Binding, Change, Device, DeviceSip, Event, EventKind, SipAuthMethod,
+    Transport, UnixMillis, User, new_id,
 };
 
 use crate::{
@@ -36,6 +36,7 @@ pub fn run_all(store: &dyn Store) {
     api_keys_round_trip(store);
     account_api_keys_are_readable_and_unique(store);
     account_documents_round_trip(store);
+    access_lists_round_trip(store);
     upsert_replaces_a_binding(store);
     bindings_are_removed_one_by_one_or_per_device(store);
     expired_bindings_are_found(store);
@@ -1312,6 +1313,71 @@ pub fn account_documents_round_trip(store: &dyn Store) {
         store.set_account_document(&new_id(), &json!({})),
         Err(StoreError::NotFound)
     );
+}
+
+pub fn access_lists_round_trip(store: &dyn Store) {
+    let owner = account("access-lists");
+    store.create_account(&owner).expect("create");
+    let other = account("access-lists-other");
+    store.create_account(&other).expect("create other");
+    assert_eq!(store.access_lists(&owner.id).expect("read"), None);
+    let allow = vec!["10.0.0.0/8".to_owned(), "2001:db8::/32".to_owned()];
+    let deny = vec!["192.0.2.7".to_owned()];
+    let first = store
+        .set_access_lists(&owner.id, &allow, &deny, 1_000)
+        .expect("set");
+    assert_eq!(
+        first,
+        AccessLists {
+            account_id: owner.id.clone(),
+            allow: allow.clone(),
+            deny: deny.clone(),
+            revision: 1,
+            modified_ms: 1_000,
+        }
+    );
+    assert_eq!(store.access_lists(&owner.id).expect("read"), Some(first));
+    // Clearing keeps a row with empty lists and a higher revision.
+    let cleared = store
+        .set_access_lists(&owner.id, &[], &[], 2_000)
+        .expect("clear");
+    assert_eq!((cleared.revision, cleared.is_empty()), (2, true));
+    let again = store
+        .set_access_lists(&owner.id, &[], &deny, 3_000)
+        .expect("set again");
+    assert_eq!(again.revision, 3);
+    store
+        .set_access_lists(&other.id, &allow, &[], 3_000)
+        .expect("other");
+    let all: Vec<AccessLists> = store
+        .access_lists_modified_since(UnixMillis::MIN)
+        .expect("all")
+        .into_iter()
+        .filter(|lists| lists.account_id == owner.id || lists.account_id == other.id)
+        .collect();
+    assert_eq!(all.len(), 2);
+    assert!(
+        all.windows(2)
+            .all(|pair| pair[0].account_id < pair[1].account_id)
+    );
+    let recent = store.access_lists_modified_since(3_000).expect("recent");
+    assert!(recent.iter().any(|lists| lists.account_id == owner.id));
+    assert!(
+        store
+            .access_lists_modified_since(3_001)
+            .expect("none newer")
+            .iter()
+            .all(|lists| lists.account_id != owner.id && lists.account_id != other.id)
+    );
+    assert_eq!(
+        store.set_access_lists(&new_id(), &allow, &deny, 1),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.access_lists(&new_id()).expect("read"), None);
+    // They go with their account.
+    store.delete_account(&other.id).expect("delete");
+    assert_eq!(store.access_lists(&other.id).expect("read"), None);
+    assert!(store.access_lists(&owner.id).expect("read").is_some());
 }
 
 // ---- monitoring --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use sha2::{Digest, Sha256};
 use switchboard_model::{
-    Account, Binding, Change, Device, DeviceFacts, DeviceOutcome, Event, EventKind,
+    AccessLists, Account, Binding, Change, Device, DeviceFacts, DeviceOutcome, Event, EventKind,
     RegistrationState, UnixMillis, User,
 };
 use tokio::sync::oneshot;
@@ -215,7 +215,7 @@ pub trait Directory: Send + Sync {
     fn create_account(&self, account: &Account) -> Result<()>;
     /// `NotFound` when missing; same conflict rule as create.
     fn update_account(&self, account: &Account) -> Result<()>;
-    /// Deletes the account with its devices, users, bindings, API keys and webhooks (with their
+    /// Deletes the account with its devices, users, bindings, API keys, access lists and webhooks (with their
     /// deliveries and attempts; its events stay in the history; child accounts are not touched). `NotFound` when missing.
     fn delete_account(&self, id: &str) -> Result<()>;
     fn account(&self, id: &str) -> Result<Option<Account>>;
@@ -271,6 +271,24 @@ pub trait Directory: Send + Sync {
     fn account_document(&self, account_id: &str) -> Result<Option<serde_json::Value>>;
     /// Stores the account's whole document. `NotFound` when the account is missing.
     fn set_account_document(&self, account_id: &str, document: &serde_json::Value) -> Result<()>;
+    /// The account's own SIP allow and deny lists; `None` when it never set any (or is
+    /// missing).
+    fn access_lists(&self, account_id: &str) -> Result<Option<AccessLists>>;
+    /// Replaces the account's lists (empty lists clear them) and returns them as stored, with
+    /// the revision one above the previous one (1 for the first write) and `modified_ms` =
+    /// `now_ms`. The entries are stored as given (the caller validates them). `NotFound`
+    /// when the account is missing.
+    fn set_access_lists(
+        &self,
+        account_id: &str,
+        allow: &[String],
+        deny: &[String],
+        now_ms: UnixMillis,
+    ) -> Result<AccessLists>;
+    /// The lists of every account with `modified_ms >= since_ms` (cleared ones included, with
+    /// empty lists; inclusive like [`Directory::devices_modified_since`]), sorted by account
+    /// id. `UnixMillis::MIN` reads them all.
+    fn access_lists_modified_since(&self, since_ms: UnixMillis) -> Result<Vec<AccessLists>>;
     /// `NotFound` when the account does not exist; `Conflict("username")` when another user of
     /// the account has the same username (case-insensitive); `Conflict("id")` when the id is
     /// taken.

@@ -12,7 +12,7 @@ use switchboard_api::{
     BanTarget, BanView, BindingNotify, FailureCounter, NotifyRequest, NotifyResult,
     SecurityCounters, SipControl,
 };
-use switchboard_model::Binding;
+use switchboard_model::{AccessLists, Binding};
 use switchboard_runtime::{BindingTable, DirectoryCache, Notify, NotifyOutcome, SipService};
 use switchboard_store::{Store, StoreError};
 use tokio::net::TcpListener;
@@ -159,6 +159,12 @@ impl SipControl for RuntimeSip {
         let mut bindings = self.bindings.device_bindings(device_id);
         bindings.retain(|binding| binding.account_id == account_id);
         bindings
+    }
+
+    fn access_lists_changed(&self, lists: &AccessLists) {
+        // Committed already; the next REGISTER for the account sees them. Other nodes pick
+        // them up on their next directory refresh.
+        self.directory.put_access(lists);
     }
 
     fn security_bans(&self) -> Vec<BanView> {

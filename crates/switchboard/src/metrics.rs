@@ -164,11 +164,12 @@ pub async fn render(metrics: &Metrics) -> String {
         &mut out,
         "switchboard_security_refused_total",
         "counter",
-        "Messages and connections refused by the defences: from a banned or denied address (403 or dropped), TCP connections closed at once (banned, denied, or over the per-address cap), correct credentials refused while their username is slowed.",
+        "Messages and connections refused by the defences: from a banned or denied address (403 or dropped), TCP connections closed at once (banned, denied, or over the per-address cap), correct credentials refused while their username is slowed, REGISTERs refused by their account's own allow/deny lists (403).",
         &[
             ("reason=\"banned\"", load(&stats.banned_refused)),
             ("reason=\"connection\"", load(&stats.connections_refused)),
             ("reason=\"slowed\"", load(&stats.slowed)),
+            ("reason=\"account_acl\"", load(&stats.account_acl_refused)),
         ],
     );
     family(

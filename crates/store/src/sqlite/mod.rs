@@ -20,7 +20,9 @@ use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
     params_from_iter,
 };
-use switchboard_model::{Account, Binding, Change, Device, DeviceOutcome, Event, UnixMillis, User};
+use switchboard_model::{
+    AccessLists, Account, Binding, Change, Device, DeviceOutcome, Event, UnixMillis, User,
+};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -404,6 +406,10 @@ impl Directory for SqliteStore {
                 [&id],
             )?;
             transaction.execute("DELETE FROM webhook_attempts WHERE account_id = ?1", [&id])?;
+            transaction.execute(
+                "DELETE FROM account_access_lists WHERE account_id = ?1",
+                [&id],
+            )?;
             Ok(())
         })
     }
@@ -649,6 +655,61 @@ impl Directory for SqliteStore {
                 "UPDATE accounts SET document = ?2 WHERE id = ?1",
                 params![account_id, text],
             )?)
+        })
+    }
+
+    fn access_lists(&self, account_id: &str) -> Result<Option<AccessLists>> {
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM account_access_lists WHERE account_id = ?1",
+                rows::ACCESS_LIST_COLUMNS
+            );
+            rows::first(connection, &sql, [account_id], rows::access_lists)
+        })
+    }
+
+    fn set_access_lists(
+        &self,
+        account_id: &str,
+        allow: &[String],
+        deny: &[String],
+        now_ms: UnixMillis,
+    ) -> Result<AccessLists> {
+        let account_id = account_id.to_owned();
+        let allow_text = serde_json::Value::from(allow.to_vec()).to_string();
+        let deny_text = serde_json::Value::from(deny.to_vec()).to_string();
+        self.write(move |transaction| {
+            let account_exists = transaction
+                .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
+                .exists([&account_id])?;
+            require_changed(usize::from(account_exists))?;
+            transaction
+                .prepare_cached(
+                    "INSERT INTO account_access_lists (account_id, allow, deny, revision, modified_ms)
+                     VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT (account_id) DO UPDATE SET
+                         allow = excluded.allow,
+                         deny = excluded.deny,
+                         revision = account_access_lists.revision + 1,
+                         modified_ms = excluded.modified_ms",
+                )?
+                .execute(params![account_id, allow_text, deny_text, now_ms])?;
+            let sql = format!(
+                "SELECT {} FROM account_access_lists WHERE account_id = ?1",
+                rows::ACCESS_LIST_COLUMNS
+            );
+            rows::first(transaction, &sql, [&account_id], rows::access_lists)?
+                .ok_or(rusqlite::Error::QueryReturnedNoRows)
+        })
+    }
+
+    fn access_lists_modified_since(&self, since_ms: UnixMillis) -> Result<Vec<AccessLists>> {
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {} FROM account_access_lists WHERE modified_ms >= ?1 ORDER BY account_id",
+                rows::ACCESS_LIST_COLUMNS
+            );
+            rows::collect(connection, &sql, [since_ms], rows::access_lists)
         })
     }
 

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Params, Row, params};
 use switchboard_model::{
-    Account, Binding, Device, DeviceOutcome, DeviceSip, Event, EventKind, SipAuthMethod, Transport,
-    User,
+    AccessLists, Account, Binding, Device, DeviceOutcome, DeviceSip, Event, EventKind,
+    SipAuthMethod, Transport, User,
 };
 
 use crate::{ApiKey, DeviceSummary};
@@ -64,6 +64,23 @@ pub(crate) fn fold(text: &str) -> String {
 }
 
 // ---- accounts ----------------------------------------------------------------------------
+
+pub(crate) const ACCESS_LIST_COLUMNS: &str = "account_id, allow, deny, revision, modified_ms";
+
+pub(crate) fn access_lists(row: &Row<'_>) -> rusqlite::Result<AccessLists> {
+    let list = |column: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = row.get(column)?;
+        serde_json::from_str(&text)
+            .map_err(|error| malformed(column, format!("access list: {error}")))
+    };
+    Ok(AccessLists {
+        account_id: row.get(0)?,
+        allow: list(1)?,
+        deny: list(2)?,
+        revision: u64::try_from(row.get::<_, i64>(3)?).unwrap_or_default(),
+        modified_ms: row.get(4)?,
+    })
+}
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, name, realm, parent_id, created_ms, modified_ms";
 

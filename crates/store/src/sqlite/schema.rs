@@ -57,6 +57,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "monitoring_indexes",
         sql: include_str!("migrations/0008_monitoring_indexes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "account_access_lists",
+        sql: include_str!("migrations/0009_account_access_lists.sql"),
+    },
 ];
 
 /// Applies every one of `migrations` not yet recorded, in order, all in one transaction
