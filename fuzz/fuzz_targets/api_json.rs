@@ -25,14 +25,20 @@ fn check_refusal(error: &ApiError) {
         ApiError::Validation(Value::Object(fields)) => {
             assert!(!fields.is_empty(), "a validation error naming no field");
             for (field, codes) in fields {
-                assert!(!field.is_empty(), "a validation error without a field: {fields:?}");
+                assert!(
+                    !field.is_empty(),
+                    "a validation error without a field: {fields:?}"
+                );
                 let Value::Object(codes) = codes else {
                     panic!("{field}: codes must be an object: {codes}");
                 };
                 assert!(!codes.is_empty(), "{field}: no error code");
                 for (code, detail) in codes {
                     assert!(
-                        detail.get("message").and_then(Value::as_str).is_some_and(|m| !m.is_empty()),
+                        detail
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .is_some_and(|m| !m.is_empty()),
                         "{field}.{code}: no message: {detail}"
                     );
                 }
@@ -60,10 +66,11 @@ fn object(value: Value) -> Document {
 fn stored_device() -> &'static Document {
     static STORED: OnceLock<Document> = OnceLock::new();
     STORED.get_or_init(|| {
-    let body = body(br#"{"data":{"name":"Desk","sip":{"username":"alice","password":"secret1"}}}"#)
-        .expect("valid")
-        .expect("not blank");
-    body.device_create().expect("the stored device is valid")
+        let body =
+            body(br#"{"data":{"name":"Desk","sip":{"username":"alice","password":"secret1"}}}"#)
+                .expect("valid")
+                .expect("not blank");
+        body.device_create().expect("the stored device is valid")
     })
 }
 
@@ -79,15 +86,22 @@ fn exercise(body: &Body) {
 
     match body.device_create() {
         Ok(document) => {
-            let twice = again(&document).device_create().expect("an accepted device is accepted again");
+            let twice = again(&document)
+                .device_create()
+                .expect("an accepted device is accepted again");
             assert_eq!(twice, document, "device validation is not idempotent");
         }
         Err(error) => check_refusal(&error),
     }
     match body.device_patch(stored_device()) {
         Ok(document) => {
-            let twice = again(&document).device_create().expect("a patched device is accepted again");
-            assert_eq!(twice, document, "a patched device changes when validated again");
+            let twice = again(&document)
+                .device_create()
+                .expect("a patched device is accepted again");
+            assert_eq!(
+                twice, document,
+                "a patched device changes when validated again"
+            );
         }
         Err(error) => check_refusal(&error),
     }
@@ -103,7 +117,9 @@ fn exercise(body: &Body) {
         }
         Err(error) => check_refusal(&error),
     }
-    let stored_account = object(json!({"id": "a1", "name": "Acme", "realm": "acme.example", "created": 1, "modified": 2}));
+    let stored_account = object(
+        json!({"id": "a1", "name": "Acme", "realm": "acme.example", "created": 1, "modified": 2}),
+    );
     match body.account_patch(&stored_account) {
         Ok(_) => {}
         Err(error) => check_refusal(&error),
@@ -111,7 +127,9 @@ fn exercise(body: &Body) {
     match body.user_create() {
         Ok(mut document) => {
             document.remove("id");
-            let mut twice = again(&document).user_create().expect("an accepted user is accepted again");
+            let mut twice = again(&document)
+                .user_create()
+                .expect("an accepted user is accepted again");
             twice.remove("id");
             assert_eq!(twice, document, "user validation is not idempotent");
         }
@@ -119,7 +137,9 @@ fn exercise(body: &Body) {
     }
     match body.user_auth() {
         Ok(document) => {
-            let twice = again(&document).user_auth().expect("accepted user_auth is accepted again");
+            let twice = again(&document)
+                .user_auth()
+                .expect("accepted user_auth is accepted again");
             assert_eq!(twice, document);
         }
         Err(error) => check_refusal(&error),
@@ -127,14 +147,18 @@ fn exercise(body: &Body) {
     match body.api_key() {
         Ok((name, scopes)) => {
             let document = object(json!({"name": name, "scopes": scopes}));
-            let twice = again(&document).api_key().expect("an accepted API key is accepted again");
+            let twice = again(&document)
+                .api_key()
+                .expect("an accepted API key is accepted again");
             assert_eq!(twice, (name, scopes));
         }
         Err(error) => check_refusal(&error),
     }
     match body.webhook() {
         Ok((document, _, _)) => {
-            let (twice, secret, _) = again(&document).webhook().expect("an accepted webhook is accepted again");
+            let (twice, secret, _) = again(&document)
+                .webhook()
+                .expect("an accepted webhook is accepted again");
             assert_eq!(secret, None, "the secret is kept out of the document");
             assert_eq!(twice, document, "webhook normalisation is not idempotent");
         }

@@ -138,7 +138,12 @@ impl Body {
 
     /// The list filters read from the query string (here: the envelope's members), applied to
     /// `document` created and modified at the given Unix times (ms).
-    pub fn filter(&self, document: &Value, created_ms: i64, modified_ms: i64) -> Result<bool, ApiError> {
+    pub fn filter(
+        &self,
+        document: &Value,
+        created_ms: i64,
+        modified_ms: i64,
+    ) -> Result<bool, ApiError> {
         let filters = Filters::from_request(&self.request)?;
         Ok(filters.matches(document, created_ms, modified_ms))
     }
