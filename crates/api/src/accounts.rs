@@ -42,7 +42,7 @@ fn document(account: &Account, stored: &Value) -> Value {
 }
 
 /// The body as stored: private keys and the fields the server owns removed.
-fn storable(data: Map<String, Value>) -> Value {
+pub(crate) fn storable(data: Map<String, Value>) -> Value {
     let mut data = crate::devices::public(data);
     for owned in ["created", "modified", "parent_id"] {
         data.remove(owned);
@@ -81,7 +81,7 @@ fn realm_taken(realm: &str) -> ApiError {
 }
 
 /// Name and realm from a validated body.
-fn name_and_realm(data: &Map<String, Value>) -> Result<(String, String), ApiError> {
+pub(crate) fn name_and_realm(data: &Map<String, Value>) -> Result<(String, String), ApiError> {
     validation::account(data)?;
     let text = |key: &str| {
         data.get(key)

@@ -488,7 +488,7 @@ const REGISTRATION_EXPIRY: std::ops::RangeInclusive<u64> = 60..=86_400;
 
 /// A PATCH body as a merge patch of the document: Kazoo's `data`, where seed 000's
 /// `{"settings":{"registrationExpiry":N}}` (bare or inside `data`) means `sip.expire_seconds`.
-fn patch_data(request: &ApiRequest) -> Result<Document, ApiError> {
+pub(crate) fn patch_data(request: &ApiRequest) -> Result<Document, ApiError> {
     let mut data = request.data()?;
     let settings = match data.remove("settings") {
         Some(settings) => Some(settings),

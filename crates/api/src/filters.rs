@@ -45,7 +45,11 @@ fn gregorian_ms(name: &str, text: &str) -> Result<i64, ApiError> {
     let seconds: i64 = text.trim().parse().map_err(|_| {
         ApiError::BadRequest(format!("{name} must be a number of Gregorian seconds"))
     })?;
-    Ok((seconds - GREGORIAN_UNIX_OFFSET).saturating_mul(1000))
+    // Saturating: a date beyond what Unix ms can hold is "before/after everything", not an
+    // overflow (found by fuzzing, `api_json`).
+    Ok(seconds
+        .saturating_sub(GREGORIAN_UNIX_OFFSET)
+        .saturating_mul(1000))
 }
 
 /// The text form Kazoo compares a document value with.
@@ -120,7 +124,7 @@ impl Filters {
     /// Whether a document (with its creation and modification times, Unix ms) passes.
     pub(crate) fn matches(&self, document: &Value, created_ms: i64, modified_ms: i64) -> bool {
         // Kazoo's `to` bounds are inclusive of the whole second.
-        let to_bound = |bound: i64| bound + 999;
+        let to_bound = |bound: i64| bound.saturating_add(999);
         self.conditions.iter().all(|condition| match condition {
             Condition::Equals {
                 path,
@@ -235,6 +239,18 @@ mod tests {
         assert!(!filters(&[("created_to", &before)]).matches(&doc, created_ms, 0));
         assert!(filters(&[("modified_from", &before)]).matches(&doc, 0, created_ms));
         assert!(!filters(&[("modified_from", &gregorian)]).matches(&doc, 0, created_ms - 1));
+    }
+
+    #[test]
+    fn extreme_dates_saturate_instead_of_overflowing() {
+        // Regressions from the `api_json` fuzz target: both overflowed (a panic in a debug
+        // build, a wrapped bound in release).
+        let doc = device();
+        let now = 1_700_000_000_000;
+        assert!(filters(&[("created_to", &i64::MAX.to_string())]).matches(&doc, now, now));
+        assert!(!filters(&[("created_from", &i64::MAX.to_string())]).matches(&doc, now, now));
+        assert!(filters(&[("modified_from", &i64::MIN.to_string())]).matches(&doc, now, now));
+        assert!(!filters(&[("modified_to", &i64::MIN.to_string())]).matches(&doc, now, now));
     }
 
     #[test]

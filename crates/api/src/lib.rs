@@ -26,6 +26,8 @@ mod envelope;
 mod error;
 mod events;
 mod filters;
+#[doc(hidden)]
+pub mod fuzzing;
 mod monitoring;
 mod notify;
 mod openapi;

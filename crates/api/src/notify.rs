@@ -242,7 +242,7 @@ fn invalid(path: &str, message: &str, value: &str) -> ApiError {
 /// request data is the schema's document (`{"action"?, "data": {"event", "body"?}}`); a
 /// request whose `data` is the inner object itself (`{"data": {"event": …}}` as the whole
 /// body) is accepted too.
-fn notify_request(data: Map<String, Value>) -> Result<NotifyRequest, ApiError> {
+pub(crate) fn notify_request(data: Map<String, Value>) -> Result<NotifyRequest, ApiError> {
     let mut document = if data.contains_key("data") {
         Value::Object(data)
     } else {

@@ -109,6 +109,15 @@ fn json_content_type(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// A non-blank body as the Kazoo envelope: a JSON object, or [`ApiError::Parse`].
+pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(envelope)) => Ok(envelope),
+        Ok(_) => Err(ApiError::Parse("the body must be a JSON object".to_owned())),
+        Err(error) => Err(ApiError::Parse(error.to_string())),
+    }
+}
+
 impl FromRequest<ApiState> for ApiRequest {
     type Rejection = ApiError;
 
@@ -138,13 +147,7 @@ impl FromRequest<ApiState> for ApiRequest {
                     return Err(ApiError::UnsupportedMediaType(text.to_owned()));
                 }
             }
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(envelope)) => Some(envelope),
-                Ok(_) => {
-                    return Err(ApiError::Parse("the body must be a JSON object".to_owned()));
-                }
-                Err(error) => return Err(ApiError::Parse(error.to_string())),
-            }
+            Some(parse_envelope(&bytes)?)
         };
         Ok(ApiRequest {
             headers: parts.headers,

@@ -69,7 +69,7 @@ fn normalise_username(document: &mut Document) {
 /// Validates `document` (public fields), takes its `password` out and works out the stored
 /// user. `old` is the stored user on an update: its hashes are kept unless a password is
 /// given, and a username change needs the password (the hashes cover the username).
-fn build_user(
+pub(crate) fn build_user(
     mut document: Document,
     id: &str,
     account_id: &str,

@@ -136,11 +136,16 @@ fn ip_address(document: &Map<String, Value>, errors: &mut ValidationErrors) {
     }
 }
 
-/// Validates an account document: `name` (1..128) and `realm` (4..253, `^[.\w_-]+$`).
+/// Validates an account document: `name` (1..128 once trimmed, as it is stored) and `realm`
+/// (4..253, `^[.\w_-]+$` with `\w` ASCII as in Kazoo's Erlang regex, so the lower-cased realm
+/// that is stored matches too).
 pub(crate) fn account(document: &Map<String, Value>) -> Result<(), ApiError> {
     let mut errors = ValidationErrors::default();
     match document.get("name") {
         None | Some(Value::Null) => errors.required("name"),
+        Some(Value::String(name)) => {
+            errors.string_length("name", &Value::String(name.trim().to_owned()), 1, 128);
+        }
         Some(name) => errors.string_length("name", name, 1, 128),
     }
     match document.get("realm") {
@@ -150,7 +155,7 @@ pub(crate) fn account(document: &Map<String, Value>) -> Result<(), ApiError> {
             if let Some(text) = realm.as_str()
                 && !text
                     .chars()
-                    .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             {
                 errors.push(
                     "realm",
@@ -412,6 +417,33 @@ mod tests {
         assert_eq!(document["sip"]["method"], "password");
         assert_eq!(document["sip"]["invite_format"], "contact");
         assert_eq!(document["sip"]["expire_seconds"], 300);
+    }
+
+    fn account_errors(document: Value) -> Value {
+        let Value::Object(document) = document else {
+            panic!("object")
+        };
+        match account(&document) {
+            Err(ApiError::Validation(data)) => data,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn account_names_and_realms_are_validated_as_stored() {
+        // Regressions from the `api_json` fuzz target: a blank name was accepted and stored
+        // trimmed (empty); a realm of non-ASCII letters was accepted and stored lower-cased
+        // into one that fails the pattern ("İ" lower-cases to "i" + U+0307).
+        let errors = account_errors(json!({"name": "   ", "realm": "abcd"}));
+        assert!(errors["name"]["minLength"].is_object(), "{errors}");
+        let errors = account_errors(json!({"name": "x", "realm": "İİİİ"}));
+        assert!(errors["realm"]["pattern"].is_object(), "{errors}");
+        let errors = account_errors(json!({"name": "x", "realm": "ßtraße.example"}));
+        assert!(errors["realm"]["pattern"].is_object(), "{errors}");
+        let Value::Object(good) = json!({"name": " Acme ", "realm": "Acme-1_a.Example"}) else {
+            panic!("object")
+        };
+        account(&good).expect("valid");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::header::HeaderName;
+use crate::header::{HeaderName, ListValues};
 use crate::message::{Message, push_number, push_unfolded};
 use crate::text::Params;
 use crate::via::Via;
@@ -94,12 +94,34 @@ impl<'o> ResponseWriter<'o> {
         out.push(b' ');
         out.extend_from_slice(reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        for (index, value) in request.list_values(HeaderName::Via).enumerate() {
+        // One Via line per Via line of the request, never one per value: a request line of
+        // many commas (`Via: a,,,,…`) must not become hundreds of lines (found by fuzzing:
+        // more lines than any parser's limit, and a reflection amplifier over UDP). The top
+        // value, stamped, shares its line with the rest of its header's values.
+        let mut top = true;
+        for header in request
+            .headers()
+            .iter()
+            .filter(|h| h.name == HeaderName::Via)
+        {
+            let Some(first) = ListValues::new(std::slice::from_ref(header), HeaderName::Via).next()
+            else {
+                continue;
+            };
             out.extend_from_slice(b"Via: ");
-            if index == 0 {
-                write_top_via(out, value, source);
+            if top {
+                top = false;
+                write_top_via(out, first, source);
+                // The values after the first, as they were sent (offset of a subslice).
+                let after = first.as_ptr() as usize - header.value.as_ptr() as usize + first.len();
+                let rest = header.value[after..].trim_start();
+                let rest = rest.strip_prefix(',').unwrap_or(rest).trim();
+                if !rest.is_empty() {
+                    out.extend_from_slice(b", ");
+                    push_unfolded(out, rest);
+                }
             } else {
-                push_unfolded(out, value);
+                push_unfolded(out, header.value);
             }
             out.extend_from_slice(b"\r\n");
         }
@@ -193,11 +215,28 @@ mod tests {
         assert_eq!(
             response,
             "SIP/2.0 200 OK\r\n\
-Via: SIP/2.0/UDP 10.0.0.1:5090;branch=z9hG4bK1;received=192.0.2.7;rport=40000\r\n\
-Via: SIP/2.0/TCP p\r\nVia: SIP/2.0/UDP q\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5090;branch=z9hG4bK1;received=192.0.2.7;rport=40000, SIP/2.0/TCP p\r\n\
+Via: SIP/2.0/UDP q\r\n\
 From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=xyz\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\
 Contact: <sip:u@h>;expires=60\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
         );
+        assert!(parse(response.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn via_lists_keep_their_lines() {
+        // Regression from the `parse` fuzz target: one request line of commas became one
+        // response line per (empty) value, past the 128-header limit of our own parser.
+        let request = format!(
+            "REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1{}\r\nVia: SIP/2.0/UDP q,,\r\n{REQUEST_TAIL}",
+            ",".repeat(300)
+        );
+        let response = respond(&request, "192.0.2.7:5060", None);
+        assert_eq!(response.matches("Via: ").count(), 2, "{response}");
+        assert!(response.contains(&format!(
+            "Via: SIP/2.0/UDP h;branch=z9hG4bK1;received=192.0.2.7, {}\r\nVia: SIP/2.0/UDP q,,\r\n",
+            ",".repeat(299)
+        )));
         assert!(parse(response.as_bytes()).is_ok());
     }
 

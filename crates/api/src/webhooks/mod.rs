@@ -58,7 +58,7 @@ fn new_secret() -> String {
 
 /// The hook's fields from the request: `data`, or the envelope's top level when there is no
 /// `data` (the seed's shape). Also whether it asks for Kazoo's `re-enable`.
-fn request_fields(request: &ApiRequest) -> Result<(Map<String, Value>, bool), ApiError> {
+pub(crate) fn request_fields(request: &ApiRequest) -> Result<(Map<String, Value>, bool), ApiError> {
     let mut fields = request.data()?;
     let envelope = request.envelope.clone().unwrap_or_default();
     if fields.is_empty() {
@@ -77,7 +77,7 @@ fn request_fields(request: &ApiRequest) -> Result<(Map<String, Value>, bool), Ap
 
 /// The client's document, normalised and validated (every error at once, by field), and the
 /// secret it carried (kept out of the document).
-fn normalise(
+pub(crate) fn normalise(
     mut document: Map<String, Value>,
 ) -> Result<(Map<String, Value>, Option<String>), ApiError> {
     let mut errors = ValidationErrors::default();
