@@ -46,7 +46,7 @@ fn gregorian_ms(name: &str, text: &str) -> Result<i64, ApiError> {
         ApiError::BadRequest(format!("{name} must be a number of Gregorian seconds"))
     })?;
     // Saturating: a date beyond what Unix ms can hold is "before/after everything", not an
-    // overflow (found by fuzzing, `api_json`).
+    // overflow (an input to the `api_json` fuzz target).
     Ok(seconds
         .saturating_sub(GREGORIAN_UNIX_OFFSET)
         .saturating_mul(1000))
