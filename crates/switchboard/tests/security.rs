@@ -727,34 +727,31 @@ fn a_sipp_flood_from_one_address_gets_503_while_sipp_on_another_registers() {
     board.start();
     let flood_csv = board.users_csv("flood.csv", &[("nobody", "x")], REALM);
     const FLOOD: usize = 3_000;
-    let flood = {
-        std::thread::scope(|scope| {
-            let flooding = scope.spawn(|| {
-                board.sipp_run(
-                    "127.0.0.3",
-                    common::free_port(),
-                    "register_flood",
-                    &flood_csv,
-                    "u1",
-                    FLOOD,
-                    1_000,
-                )
-            });
-            // While the flood lasts (about 3 s), alice registers 20 times from 127.0.0.2.
-            std::thread::sleep(Duration::from_millis(300));
-            let csv = board.users_csv("alice.csv", &[("alice", "alice-secret"); 20], REALM);
-            let legitimate = board.sipp_at(
-                "127.0.0.2",
+    let (flooded, legitimate) = std::thread::scope(|scope| {
+        let flooding = scope.spawn(|| {
+            board.sipp_run(
+                "127.0.0.3",
                 common::free_port(),
-                "register_ok",
-                &csv,
+                "register_flood",
+                &flood_csv,
                 "u1",
-                20,
-            );
-            (flooding.join().expect("flood thread"), legitimate)
-        })
-    };
-    let (flooded, legitimate) = flood;
+                FLOOD,
+                1_000,
+            )
+        });
+        // While the flood lasts (about 3 s), alice registers 20 times from 127.0.0.2.
+        std::thread::sleep(Duration::from_millis(300));
+        let csv = board.users_csv("alice.csv", &[("alice", "alice-secret"); 20], REALM);
+        let legitimate = board.sipp_at(
+            "127.0.0.2",
+            common::free_port(),
+            "register_ok",
+            &csv,
+            "u1",
+            20,
+        );
+        (flooding.join().expect("flood thread"), legitimate)
+    });
     flooded.expect("every flood REGISTER answered with 401 or 503 + Retry-After");
     legitimate.expect("alice on 127.0.0.2 registers every time during the flood");
     let metrics = board.http_get("/metrics").expect("metrics").1;
